@@ -68,10 +68,18 @@ class AlpsegCfgNode(_D2CfgNode):
             merged = _merge_dicts(cls.load_yaml_with_base(resolve_base_path(b, filename)), merged)
         return _merge_dicts(cfg, merged)
 
+    def merge_from_list(self, cfg_list: list) -> None:
+        # yacs reports an unknown override key with a bare AssertionError; make it the same KeyError
+        # that an unknown key in a YAML file gives.
+        try:
+            super().merge_from_list(cfg_list)
+        except AssertionError as e:
+            raise KeyError(f"{e} (from command-line overrides; check the spelling)") from None
+
 
 def add_alpseg_config(cfg: _D2CfgNode) -> None:
     """Declare every alpseg key, with the paper's defaults (Desai et al. 2022 unless noted)."""
-    C = _D2CfgNode
+    C = type(cfg)  # new groups must share the root node class, or yacs rejects merges
 
     # ---------------- open-vocabulary classification (shared by FCOS-MO and Mask R-CNN*) ----------
     cfg.MODEL.OPEN_VOCAB = C()
@@ -132,7 +140,6 @@ def add_alpseg_config(cfg: _D2CfgNode) -> None:
     # ---------------- evaluation / misc ----------------
     cfg.TEST.OID_GROUP_OF_WEIGHT = 1.0  # group-of weight of the Open Images challenge metric
     cfg.TEST.WRITE_CHALLENGE_CSV = False  # also write OID challenge predictions CSV on evaluation
-    cfg.SOLVER.COSINE_FINAL_LR_FACTOR = 0.0  # final LR of the cosine schedule, as a fraction of BASE_LR
     cfg.ALPSEG = C()
     cfg.ALPSEG.SEED_WORKERS = True  # seed data-loader workers from SEED for reproducible runs
 

@@ -1,0 +1,88 @@
+"""The alpseg trainer: detectron2's DefaultTrainer with alpseg loaders and metadata-driven evaluators.
+
+Everything a researcher expects from detectron2 stays: checkpoints (``--resume`` continues at the same
+iteration with the same LR schedule), TensorBoard / JSON / console writers, periodic evaluation, AMP on
+GPU, multi-GPU launch. What alpseg adds:
+
+* the training loader is :func:`alpseg.data.build.build_alpseg_train_loader` (ALP-aware mapper, LSJ,
+  alternating multi-dataset batches);
+* the evaluator of each test set is chosen from its metadata ``evaluator_type``;
+* runs on CPU: AMP (CUDA-only in detectron2) is switched off with a warning when there is no GPU.
+"""
+from __future__ import annotations
+
+import logging
+import os
+from typing import Optional
+
+import torch
+from detectron2.data import MetadataCatalog
+from detectron2.engine import DefaultTrainer
+from detectron2.evaluation import DatasetEvaluator
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["AlpsegTrainer", "build_evaluator"]
+
+
+def build_evaluator(cfg, dataset_name: str, output_folder: Optional[str] = None) -> DatasetEvaluator:
+    """The evaluator named by ``MetadataCatalog.get(dataset_name).evaluator_type``."""
+    output_folder = output_folder or os.path.join(cfg.OUTPUT_DIR, "inference", dataset_name)
+    meta = MetadataCatalog.get(dataset_name)
+    kind = getattr(meta, "evaluator_type", None)
+    if kind == "oid_challenge":
+        from alpseg.evaluation.oid_evaluator import OIDChallengeEvaluator
+
+        return OIDChallengeEvaluator(dataset_name, output_dir=output_folder,
+                                     group_of_weight=cfg.TEST.OID_GROUP_OF_WEIGHT,
+                                     write_challenge_csv=cfg.TEST.WRITE_CHALLENGE_CSV)
+    if kind == "coco_base_novel":
+        from alpseg.evaluation.base_novel import COCOBaseNovelEvaluator
+
+        return COCOBaseNovelEvaluator(dataset_name, output_dir=output_folder)
+    if kind == "coco":
+        from detectron2.evaluation import COCOEvaluator
+
+        return COCOEvaluator(dataset_name, output_dir=output_folder)
+    if kind == "lvis":
+        from detectron2.evaluation import LVISEvaluator
+
+        return LVISEvaluator(dataset_name, output_dir=output_folder)
+    if kind == "pascal_voc":
+        from detectron2.evaluation import PascalVOCDetectionEvaluator
+
+        return PascalVOCDetectionEvaluator(dataset_name)
+    raise ValueError(
+        f"dataset {dataset_name!r} has evaluator_type={kind!r}; alpseg knows 'oid_challenge', "
+        "'coco_base_novel', 'coco', 'lvis' and 'pascal_voc'. Register the dataset with one of them."
+    )
+
+
+class AlpsegTrainer(DefaultTrainer):
+    """DefaultTrainer with alpseg's data path and evaluators."""
+
+    def __init__(self, cfg):
+        if cfg.SOLVER.AMP.ENABLED and not torch.cuda.is_available():
+            logger.warning("SOLVER.AMP.ENABLED is set but CUDA is unavailable: training in fp32 on CPU.")
+            cfg = cfg.clone()
+            cfg.defrost()
+            cfg.SOLVER.AMP.ENABLED = False
+            cfg.freeze()
+        super().__init__(cfg)
+
+    @classmethod
+    def build_train_loader(cls, cfg):
+        from alpseg.data.build import build_alpseg_train_loader
+
+        return build_alpseg_train_loader(cfg)
+
+    @classmethod
+    def build_test_loader(cls, cfg, dataset_name):
+        from alpseg.data.build import build_alpseg_test_loader
+
+        return build_alpseg_test_loader(cfg, dataset_name)
+
+    @classmethod
+    def build_evaluator(cls, cfg, dataset_name, output_folder=None):
+        return build_evaluator(cfg, dataset_name, output_folder)
+
