@@ -111,7 +111,8 @@ def add_alpseg_config(cfg: _D2CfgNode) -> None:
     cfg.MODEL.FCOS_MO.CENTERNESS_LOSS_WEIGHT = 1.0  # weight of the centerness BCE
     cfg.MODEL.FCOS_MO.CLS_LOSS_WEIGHT = 1.0  # weight of the region-phrase contrastive loss
     cfg.MODEL.FCOS_MO.MASK_LOSS_WEIGHT = 1.0  # weight of the mask BCE
-    cfg.MODEL.FCOS_MO.MASK_ON = True  # False = FCOS without mask head (Table 2, first row)
+    cfg.MODEL.FCOS_MO.MASK_IN_FEATURES = ["p3", "p4", "p5"]  # FPN levels the mask head's RoIAlign reads
+    # (the mask head is switched by detectron2's MODEL.MASK_ON; False = FCOS of Table 2, first row)
 
     # ---------------- Mask R-CNN* (section 4, "Baseline") ----------------
     cfg.MODEL.MASK_RCNN_STAR = C()
