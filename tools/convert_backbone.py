@@ -1,0 +1,40 @@
+#!/usr/bin/env python
+"""Convert a ResNet checkpoint (torchvision, MoCo, VirTex, ... layouts) to a detectron2 pkl.
+
+    tools/convert_backbone.py IN_CKPT OUT.pkl [--prefix P] [--arch resnet50] [--trust-pickle]
+
+Prints where every key went; exits non-zero (and writes nothing) if a backbone weight is missing.
+"""
+import argparse
+import json
+import sys
+
+from alpseg.transfer.checkpoints import convert_checkpoint, save_detectron2_pkl
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("input", help="checkpoint file (.pth / .pth.tar / .pkl)")
+    parser.add_argument("output", help="detectron2 pkl to write")
+    parser.add_argument("--arch", default="resnet50", help="torchvision architecture name (default resnet50)")
+    parser.add_argument("--prefix", default=None, help="backbone key prefix (default: detected)")
+    parser.add_argument("--trust-pickle", action="store_true", help="allow arbitrary pickled objects in the file")
+    parser.add_argument("--report", default=None, help="also write the full conversion report as JSON")
+    args = parser.parse_args(argv)
+
+    weights, report = convert_checkpoint(args.input, arch=args.arch, prefix=args.prefix,
+                                         trust_pickle=args.trust_pickle, strict=False)
+    print(report.summary())
+    if args.report:
+        with open(args.report, "w", encoding="utf-8") as f:
+            json.dump(report.to_dict(), f, indent=1)
+    if not report.ok:
+        print(f"error: backbone not fully loaded; {args.output} not written", file=sys.stderr)
+        return 1
+    save_detectron2_pkl(weights, args.output)
+    print(f"wrote {args.output} ({len(weights)} tensors, detectron2 names, matching_heuristics=True)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
