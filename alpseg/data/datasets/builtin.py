@@ -1,0 +1,129 @@
+"""Registration of every alpseg dataset name under one root (``$DETECTRON2_DATASETS``).
+
+Nothing is read here: loaders run on ``DatasetCatalog.get`` and class lists are resolved on first
+access to the metadata (:mod:`.lazy_metadata`). The paths below are the tree of docs/architecture.md;
+``datasets/README.md`` says where each file comes from.
+"""
+from __future__ import annotations
+
+import logging
+import os
+from typing import Dict, List
+
+from detectron2.data import DatasetCatalog
+
+from .class_lists import (coco_thing_classes, oid_base_names, split_base_novel, voc_classes,
+                          zsd_base_classes, zsd_novel_classes)
+from .coco_splits import coco_split_metadata, load_coco_split
+from .lazy_metadata import register_lazy_metadata
+from .oid import load_oid_boxes, load_oid_challenge_segmentation, read_class_descriptions
+
+__all__ = ["register_all_alpseg", "ALPSEG_DATASETS"]
+
+logger = logging.getLogger(__name__)
+
+_COCO_IMAGES = {"train": "coco/train2017", "val": "coco/val2017"}
+_COCO_JSON = {"train": "coco/annotations/instances_train2017.json",
+              "val": "coco/annotations/instances_val2017.json"}
+_OID_SEG = "openimages/segmentation"
+_OID_SEG_CLASSES = f"{_OID_SEG}/classes-description-segmentable.csv"
+
+
+def _coco_names() -> List[str]:
+    return [n for _, n in coco_thing_classes()]
+
+
+def _vocmasks(split: str) -> Dict:
+    """VOC-masks: train keeps the 20 VOC classes only; val evaluates all 80 (20 base, 60 novel)."""
+    base, novel = split_base_novel(_coco_names(), voc_classes())
+    return coco_split_metadata(base if split == "train" else _coco_names(), base, novel)
+
+
+def _zsd(split: str) -> Dict:
+    """ZSD: train keeps the 48 base classes; val evaluates the 65 base + novel (15 ignored)."""
+    base, novel = split_base_novel(_coco_names(), zsd_base_classes())
+    novel = [c for c in novel if c in set(zsd_novel_classes())]
+    classes = base if split == "train" else [c for c in _coco_names() if c in set(base) | set(novel)]
+    return coco_split_metadata(classes, base, novel)
+
+
+def _register_coco_split(root: str, name: str, split: str, classes_fn) -> None:
+    image_root = os.path.join(root, _COCO_IMAGES[split])
+    json_file = os.path.join(root, _COCO_JSON[split])
+    meta = register_lazy_metadata(
+        name, ["thing_classes", "base_classes", "novel_classes", "thing_dataset_id_to_contiguous_id"],
+        lambda: classes_fn(split), json_file=json_file, image_root=image_root,
+        evaluator_type="coco_base_novel")
+    DatasetCatalog.register(name, lambda: load_coco_split(json_file, image_root, meta.thing_classes))
+
+
+def _oid_class_metadata(class_csv: str) -> Dict:
+    """Class lists of an OID set: every class of the CSV; base = those in the COCO <-> OID map."""
+    mids, names = read_class_descriptions(class_csv)
+    base, novel = split_base_novel(names, oid_base_names())
+    absent = sorted(set(oid_base_names()) - set(names))
+    if absent:
+        logger.info("%s: %d of the %d mapped base classes are not in this class list: %s", class_csv,
+                    len(absent), len(oid_base_names()), absent)
+    return {"thing_classes": names, "thing_mids": mids, "base_classes": base, "novel_classes": novel}
+
+
+def _register_oid_seg(root: str, name: str, split: str) -> None:
+    seg = os.path.join(root, _OID_SEG)
+    gt = {
+        "boxes": os.path.join(seg, f"{split}-segmentation-bbox.csv"),
+        "masks": os.path.join(seg, f"{split}-segmentation-masks.csv"),
+        "labels": os.path.join(seg, f"{split}-segmentation-labels.csv"),
+        "hierarchy": os.path.join(seg, "label300-segmentable-hierarchy.json"),
+        "class_descriptions": os.path.join(root, _OID_SEG_CLASSES),
+    }
+    image_root = os.path.join(root, "openimages", split)
+    register_lazy_metadata(name, ["thing_classes", "thing_mids", "base_classes", "novel_classes"],
+                           lambda: _oid_class_metadata(gt["class_descriptions"]), oid_gt=gt,
+                           image_root=image_root, evaluator_type="oid_challenge")
+    DatasetCatalog.register(name, lambda: load_oid_challenge_segmentation(
+        gt["masks"], gt["boxes"], gt["class_descriptions"], image_root))
+
+
+def _register_oid_boxes(root: str, name: str) -> None:
+    class_csv = os.path.join(root, _OID_SEG_CLASSES)
+    bbox_csv = os.path.join(root, "openimages/annotations/oidv6-train-annotations-bbox.csv")
+    info = os.path.join(root, "openimages/annotations/locnar_oid_train_image_info.json")
+    image_root = os.path.join(root, "openimages/train")
+    register_lazy_metadata(name, ["thing_classes", "thing_mids", "base_classes", "novel_classes"],
+                           lambda: _oid_class_metadata(class_csv), image_root=image_root,
+                           bbox_csv=bbox_csv, image_info_json=info)
+    DatasetCatalog.register(name, lambda: load_oid_boxes(bbox_csv, info, class_csv, image_root))
+
+
+def _load_alps(json_file: str, image_root: str) -> List[Dict]:
+    from alpseg.data.alp_dataset import load_alp_json  # lazy: curation output reader
+
+    return load_alp_json(json_file, image_root)
+
+
+def _register_alps(root: str, name: str, json_rel: str, image_rel: str) -> None:
+    json_file, image_root = os.path.join(root, json_rel), os.path.join(root, image_rel)
+    register_lazy_metadata(name, [], dict, json_file=json_file, image_root=image_root)
+    DatasetCatalog.register(name, lambda: _load_alps(json_file, image_root))
+
+
+#: every name this module registers
+ALPSEG_DATASETS = [
+    "coco_2017_train_vocmasks", "coco_2017_val_vocmasks", "coco_2017_train_zsd", "coco_2017_val_zsd",
+    "locnar_coco_train_alps", "locnar_oid_train_alps", "oid_v6_seg_val", "oid_v6_seg_test",
+    "oid_v6_locnar_train_boxes",
+]
+
+
+def register_all_alpseg(root: str) -> None:
+    """Register every name of :data:`ALPSEG_DATASETS` with paths under ``root``."""
+    _register_coco_split(root, "coco_2017_train_vocmasks", "train", _vocmasks)
+    _register_coco_split(root, "coco_2017_val_vocmasks", "val", _vocmasks)
+    _register_coco_split(root, "coco_2017_train_zsd", "train", _zsd)
+    _register_coco_split(root, "coco_2017_val_zsd", "val", _zsd)
+    _register_alps(root, "locnar_coco_train_alps", "alps/locnar_coco_train_alps.json", "coco/train2017")
+    _register_alps(root, "locnar_oid_train_alps", "alps/locnar_oid_train_alps.json", "openimages/train")
+    _register_oid_seg(root, "oid_v6_seg_val", "validation")
+    _register_oid_seg(root, "oid_v6_seg_test", "test")
+    _register_oid_boxes(root, "oid_v6_locnar_train_boxes")
