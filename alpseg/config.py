@@ -119,6 +119,7 @@ def add_alpseg_config(cfg: _D2CfgNode) -> None:
     cfg.MODEL.MASK_RCNN_STAR.IMAGE_LABEL_LOSS_WEIGHT = 0.1  # weight of the Detic-style image-label loss
     cfg.MODEL.MASK_RCNN_STAR.ALP_SUPERVISION = "boxes"  # how ALPs train: "boxes", "image_labels" or "none"
     cfg.MODEL.MASK_RCNN_STAR.SCORE_CALIBRATION = True  # score = sqrt(class prob * RPN objectness prob)
+    cfg.MODEL.MASK_RCNN_STAR.BG_ALPHA = 1.0  # weight of background RoIs in the classifier loss (RoI sampling already balances)
 
     # ---------------- mask head ----------------
     cfg.MODEL.ROI_MASK_HEAD.HOURGLASS_DEPTH = 20  # convs on the hourglass main path (20 = Hourglass-20)
