@@ -55,3 +55,26 @@ def backbone_files(tmp_path_factory, resnet50_tv):
     paths["virtex"] = str(root / "virtex.pth")
     torch.save({"model": virtex, "optimizer": {"state": {}, "param_groups": []}, "iteration": 500000}, paths["virtex"])
     return paths
+
+
+@pytest.fixture(scope="session")
+def mini_root(tmp_path_factory):
+    """A datasets root with the miniature VOC2007 + VOC2012, ImageFolder and iNat trees."""
+    from alpseg.data.miniature.imagefolder import write_miniature_imagefolder, write_miniature_inat
+    from alpseg.data.miniature.voc import write_miniature_voc
+
+    root = tmp_path_factory.mktemp("datasets")
+    write_miniature_voc(str(root), seed=0)
+    write_miniature_imagefolder(os.path.join(str(root), "imagenet"), seed=0)
+    write_miniature_inat(os.path.join(str(root), "inat2018"), seed=0)
+    return str(root)
+
+
+@pytest.fixture(scope="session")
+def tv_weights(resnet50_tv, tmp_path_factory):
+    """The seeded ResNet-50 converted to detectron2 names."""
+    from alpseg.transfer.checkpoints import convert_checkpoint
+
+    path = str(tmp_path_factory.mktemp("w") / "tv.pth")
+    torch.save(resnet50_tv.state_dict(), path)
+    return convert_checkpoint(path)[0]
