@@ -1,0 +1,398 @@
+"""Open Images challenge CSV files: ground-truth rows, class lists, and predictions.
+
+Formats (section 9 of the spec; coordinates normalized to [0, 1], CSVs with a header unless noted):
+
+* GT boxes ``ImageID,LabelName,XMin,XMax,YMin,YMax,IsGroupOf`` (extra columns are ignored);
+* GT masks ``ImageID,LabelName,ImageWidth,ImageHeight,XMin,YMin,XMax,YMax,IsGroupOf,Mask``;
+* image labels ``ImageID,LabelName,Confidence``;
+* predictions ``ImageID,ImageWidth,ImageHeight,LabelName,Score,Mask``;
+* class descriptions ``MID,DisplayName`` (no header); base-class files: one MID per line.
+
+Ground truth is small (tens of thousands of rows) and read whole. Predictions can be a million rows
+of mask strings, so :class:`ChallengePredictionsCSV` only indexes byte ranges per image and parses an
+image's rows when it is asked for them (in the worker process that evaluates that image).
+"""
+from __future__ import annotations
+
+import csv
+import io
+import logging
+import os
+import tempfile
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Dict, Iterable, Iterator, List, Mapping, NamedTuple, Optional, Sequence, Tuple
+
+import numpy as np
+
+from .oid_masks import RLE, decode_challenge_mask, rle_to_challenge_string
+
+__all__ = [
+    "BoxRow",
+    "MaskRow",
+    "LabelRow",
+    "ChallengeGroundTruth",
+    "ImagePredictions",
+    "ChallengePredictionsCSV",
+    "read_ground_truth_csvs",
+    "read_class_descriptions",
+    "read_class_list",
+    "write_ground_truth_csvs",
+    "write_predictions_csv",
+    "atomic_write",
+]
+
+logger = logging.getLogger(__name__)
+
+BOX_COLUMNS = ("ImageID", "LabelName", "XMin", "XMax", "YMin", "YMax", "IsGroupOf")
+MASK_COLUMNS = ("ImageID", "LabelName", "ImageWidth", "ImageHeight", "XMin", "YMin", "XMax", "YMax",
+                "IsGroupOf", "Mask")
+LABEL_COLUMNS = ("ImageID", "LabelName", "Confidence")
+PREDICTION_COLUMNS = ("ImageID", "ImageWidth", "ImageHeight", "LabelName", "Score", "Mask")
+
+
+class BoxRow(NamedTuple):
+    image_id: str
+    label: str
+    xmin: float
+    xmax: float
+    ymin: float
+    ymax: float
+    is_group_of: int
+
+
+class MaskRow(NamedTuple):
+    image_id: str
+    label: str
+    width: int
+    height: int
+    xmin: float
+    ymin: float
+    xmax: float
+    ymax: float
+    is_group_of: int
+    mask: str  # the challenge encoding; "" = no mask
+
+
+class LabelRow(NamedTuple):
+    image_id: str
+    label: str
+    confidence: float
+
+
+@dataclass
+class ChallengeGroundTruth:
+    """The three challenge GT files as rows (before the box/mask join), plus read-time skip counts."""
+
+    boxes: List[BoxRow] = field(default_factory=list)
+    masks: List[MaskRow] = field(default_factory=list)
+    labels: List[LabelRow] = field(default_factory=list)
+    skipped: Counter = field(default_factory=Counter)
+
+
+@dataclass
+class ImagePredictions:
+    """Predictions of one image: MIDs, scores and full-resolution RLE masks, in the model's order."""
+
+    labels: List[str]
+    scores: np.ndarray
+    masks: List[RLE]
+    skipped: Counter = field(default_factory=Counter)
+
+    def __post_init__(self) -> None:
+        self.scores = np.asarray(self.scores, dtype=np.float64).reshape(-1)
+        if not (len(self.labels) == len(self.scores) == len(self.masks)):
+            raise ValueError(f"ImagePredictions: {len(self.labels)} labels, {len(self.scores)} scores, "
+                             f"{len(self.masks)} masks; they must be equally many")
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+
+# ----------------------------------------------------------------------------------------------------
+# small helpers
+
+
+def atomic_write(path: str, data: str | bytes) -> None:
+    """Write a file through a temporary file in the same folder and ``os.replace``."""
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    mode = "wb" if isinstance(data, bytes) else "w"
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=os.path.basename(path))
+    try:
+        with os.fdopen(fd, mode, **({} if mode == "wb" else {"encoding": "utf-8", "newline": ""})) as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def _header_index(header: Sequence[str], required: Sequence[str], path: str) -> List[int]:
+    header = [h.strip().lstrip("\ufeff") for h in header]
+    missing = [c for c in required if c not in header]
+    if missing:
+        raise ValueError(f"{path}: missing column(s) {missing}; header is {header}, expected at least "
+                         f"{list(required)}")
+    return [header.index(c) for c in required]
+
+
+def _read_rows(path: str, required: Sequence[str]) -> Iterator[Tuple[int, List[str]]]:
+    """Yield (line number, the required fields in order) of a CSV with a header."""
+    with open(path, "r", encoding="utf-8", newline="") as f:
+        reader = csv.reader(f)
+        try:
+            header = next(reader)
+        except StopIteration:
+            raise ValueError(f"{path}: empty file (a header {','.join(required)} is expected)") from None
+        idx = _header_index(header, required, path)
+        width = max(idx) + 1
+        for lineno, row in enumerate(reader, start=2):
+            if not row:
+                continue
+            if len(row) < width:
+                yield lineno, []
+                continue
+            yield lineno, [row[i] for i in idx]
+
+
+def _int_flag(text: str) -> int:
+    return int(float(text))
+
+
+def _parse(path: str, required: Sequence[str], convert, skipped: Counter, kind: str, strict: bool):
+    out = []
+    for lineno, fields in _read_rows(path, required):
+        try:
+            if not fields:
+                raise ValueError("too few columns")
+            out.append(convert(fields))
+        except ValueError as e:
+            if strict:
+                raise ValueError(f"{path}:{lineno}: malformed {kind} row: {e}") from None
+            skipped[f"malformed_{kind}_rows"] += 1
+    return out
+
+
+def read_ground_truth_csvs(boxes: Optional[str], masks: Optional[str], labels: Optional[str],
+                           strict: bool = False) -> ChallengeGroundTruth:
+    """Read the challenge GT files. A malformed row is counted in ``skipped`` (or raises if strict).
+
+    Any of the three may be ``None`` (e.g. masks-only ground truth); the metric then sees no rows of
+    that kind, exactly as if the file were empty.
+    """
+    gt = ChallengeGroundTruth()
+
+    def box(f):
+        return BoxRow(f[0], f[1], float(f[2]), float(f[3]), float(f[4]), float(f[5]), _int_flag(f[6]))
+
+    def msk(f):
+        return MaskRow(f[0], f[1], int(float(f[2])), int(float(f[3])), float(f[4]), float(f[5]),
+                       float(f[6]), float(f[7]), _int_flag(f[8]), f[9].strip())
+
+    def lab(f):
+        return LabelRow(f[0], f[1], float(f[2]))
+
+    if boxes:
+        gt.boxes = _parse(boxes, BOX_COLUMNS, box, gt.skipped, "box", strict)
+    if masks:
+        gt.masks = _parse(masks, MASK_COLUMNS, msk, gt.skipped, "mask", strict)
+    if labels:
+        gt.labels = _parse(labels, LABEL_COLUMNS, lab, gt.skipped, "label", strict)
+    return gt
+
+
+def read_class_descriptions(path: str) -> Dict[str, str]:
+    """``MID,DisplayName`` rows (no header; a header line ``LabelName,DisplayName`` is tolerated)."""
+    out: Dict[str, str] = {}
+    with open(path, "r", encoding="utf-8", newline="") as f:
+        for lineno, row in enumerate(csv.reader(f), start=1):
+            if not row:
+                continue
+            if len(row) < 2:
+                raise ValueError(f"{path}:{lineno}: expected MID,DisplayName, got {row}")
+            if lineno == 1 and row[0].strip().lstrip("\ufeff") in ("LabelName", "MID"):
+                continue
+            out[row[0].strip()] = row[1].strip()
+    if not out:
+        raise ValueError(f"{path}: no classes")
+    return out
+
+
+def read_class_list(path: str) -> List[str]:
+    """One MID (or class name) a line; blank lines and ``#`` comments are skipped."""
+    with open(path, "r", encoding="utf-8") as f:
+        items = [line.split("#", 1)[0].strip() for line in f]
+    return [x for x in items if x]
+
+
+def _fmt(x: float) -> str:
+    return repr(float(x))
+
+
+def write_ground_truth_csvs(gt: ChallengeGroundTruth, boxes: Optional[str], masks: Optional[str],
+                            labels: Optional[str]) -> None:
+    """Write rows in the challenge formats (atomically). Floats are written with ``repr`` so that
+    the box/mask join on exact coordinates survives a round trip."""
+    if boxes:
+        _write_csv(boxes, BOX_COLUMNS, ([r.image_id, r.label, _fmt(r.xmin), _fmt(r.xmax), _fmt(r.ymin),
+                                         _fmt(r.ymax), r.is_group_of] for r in gt.boxes))
+    if masks:
+        _write_csv(masks, MASK_COLUMNS, ([r.image_id, r.label, r.width, r.height, _fmt(r.xmin), _fmt(r.ymin),
+                                          _fmt(r.xmax), _fmt(r.ymax), r.is_group_of, r.mask] for r in gt.masks))
+    if labels:
+        _write_csv(labels, LABEL_COLUMNS, ([r.image_id, r.label, int(r.confidence)
+                                            if float(r.confidence).is_integer() else r.confidence]
+                                           for r in gt.labels))
+
+
+def _write_csv(path: str, header: Sequence[str], rows: Iterable[Sequence[object]]) -> None:
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(header)
+    w.writerows(rows)
+    atomic_write(path, buf.getvalue())
+
+
+def write_predictions_csv(path: str, predictions: Mapping[str, ImagePredictions]) -> int:
+    """Write the challenge predictions CSV (images in sorted order, rows in the given order).
+
+    Streams to a temporary file (predictions of a whole dataset can be hundreds of MB) and renames it.
+    Returns the number of rows written.
+    """
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=os.path.basename(path))
+    n = 0
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
+            w = csv.writer(f, lineterminator="\n")
+            w.writerow(PREDICTION_COLUMNS)
+            for image_id in sorted(predictions):
+                p = predictions[image_id]
+                for label, score, rle in zip(p.labels, p.scores, p.masks):
+                    h, w_ = rle["size"]
+                    w.writerow([image_id, int(w_), int(h), label, repr(float(score)), rle_to_challenge_string(rle)])
+                    n += 1
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+    return n
+
+
+# ----------------------------------------------------------------------------------------------------
+# predictions: indexed lazily, parsed per image
+
+
+class ChallengePredictionsCSV(Mapping):
+    """A read-only mapping ImageID -> :class:`ImagePredictions` backed by a challenge predictions CSV.
+
+    Construction scans the file once and records, per image, the byte ranges of its rows (runs of
+    consecutive lines); nothing else is kept in memory. ``self[image_id]`` reads and decodes only that
+    image's rows, so worker processes can each parse their own images. Rows of an image need not be
+    contiguous. A malformed row is counted in the returned ``ImagePredictions.skipped`` (or raises if
+    ``strict``); ``pending_skips`` holds rows whose ImageID could not even be read.
+    """
+
+    def __init__(self, path: str, strict: bool = False):
+        self.path = path
+        self.strict = strict
+        self._runs: Dict[str, List[Tuple[int, int]]] = {}
+        self.pending_skips: Counter = Counter()
+        self._fh = None
+        self._fh_pid = None
+        with open(path, "rb") as f:
+            header_line = f.readline()
+            header = next(csv.reader([header_line.decode("utf-8")]), [])
+            self._idx = _header_index(header, PREDICTION_COLUMNS, path)
+            id_col = self._idx[0]
+            offset = len(header_line)
+            last_id, run_start = None, offset
+            for line in f:
+                n = len(line)
+                if not line.strip():
+                    offset += n
+                    continue
+                parts = line.split(b",", id_col + 1)
+                if len(parts) <= id_col:
+                    self.pending_skips["malformed_prediction_rows"] += 1
+                    image_id = None
+                else:
+                    image_id = parts[id_col].decode("utf-8").strip()
+                if image_id != last_id:
+                    if last_id is not None:
+                        self._runs.setdefault(last_id, []).append((run_start, offset))
+                    last_id, run_start = image_id, offset
+                offset += n
+            if last_id is not None:
+                self._runs.setdefault(last_id, []).append((run_start, offset))
+        self._runs.pop(None, None)  # rows without an ImageID were counted above
+
+    def __len__(self) -> int:
+        return len(self._runs)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._runs)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._runs
+
+    def num_rows_hint(self) -> int:
+        return sum(e - s for runs in self._runs.values() for s, e in runs)
+
+    def _handle(self):
+        # one handle per process: a handle inherited through fork shares its offset with the parent
+        if self._fh is None or self._fh_pid != os.getpid():
+            self._fh = open(self.path, "rb")
+            self._fh_pid = os.getpid()
+        return self._fh
+
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        state["_fh"], state["_fh_pid"] = None, None
+        return state
+
+    def __getitem__(self, image_id: str) -> ImagePredictions:
+        runs = self._runs[image_id]
+        fh = self._handle()
+        chunks = []
+        for start, end in runs:
+            fh.seek(start)
+            chunks.append(fh.read(end - start).decode("utf-8"))
+        labels, scores, masks = [], [], []
+        skipped: Counter = Counter()
+        i_id, i_w, i_h, i_label, i_score, i_mask = self._idx
+        for row in csv.reader(io.StringIO("".join(chunks))):
+            if not row:
+                continue
+            try:
+                if len(row) <= max(self._idx):
+                    raise ValueError("too few columns")
+                text = row[i_mask].strip()
+                width, height = int(float(row[i_w])), int(float(row[i_h]))
+                score = float(row[i_score])
+                if not np.isfinite(score):
+                    raise ValueError(f"score {row[i_score]!r} is not finite")
+                if text:
+                    rle = decode_challenge_mask(text, width, height)
+                else:  # an empty Mask field is an empty mask: the metric drops it (and counts it)
+                    rle = {"size": [height, width], "counts": _empty_counts(width, height)}
+            except ValueError as e:
+                if self.strict:
+                    raise ValueError(f"{self.path}: malformed prediction row of image {image_id}: {e}") from None
+                skipped["malformed_prediction_rows"] += 1
+                continue
+            labels.append(row[i_label].strip())
+            scores.append(score)
+            masks.append(rle)
+        return ImagePredictions(labels, np.asarray(scores, dtype=np.float64), masks, skipped)
+
+
+def _empty_counts(width: int, height: int) -> bytes:
+    import pycocotools.mask as mask_utils
+
+    return mask_utils.encode(np.zeros((max(height, 1), max(width, 1)), dtype=np.uint8, order="F"))["counts"] \
+        if width * height > 0 else b""
