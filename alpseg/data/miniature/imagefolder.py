@@ -9,77 +9,71 @@ world's renderer; the result is a pure function of the seed.
 """
 from __future__ import annotations
 
+import dataclasses
 import os
-from typing import Dict, List, Sequence, Tuple
+from typing import Dict, Iterator, List, Optional, Tuple
 
 import numpy as np
 
-from .world import CLASSES, MiniClass, sample_scene
+from .world import CLASSES, MiniClass, Scene, sample_scene
 from .writers import write_image, write_json
 
-__all__ = ["write_miniature_imagefolder", "write_miniature_inat"]
+__all__ = ["ClassificationSizes", "write_miniature_imagefolder", "write_miniature_inat"]
+
+
+@dataclasses.dataclass
+class ClassificationSizes:
+    """How many classes and images a miniature classification tree has."""
+
+    num_classes: int = 4
+    train_per_class: int = 8
+    val_per_class: int = 4
+    image_size: int = 64
 
 
 def _one_object_images(
-    classes: Sequence[MiniClass], per_class: int, size: int, seed: int, split_seed: int
-) -> List[Tuple[int, int, object]]:
-    """(class index, index within class, scene) for ``per_class`` images of each class."""
-    rng = np.random.default_rng([seed, split_seed])
-    out = []
-    for ci, cls in enumerate(classes):
-        for k in range(per_class):
-            scene = sample_scene(rng, [cls], size, size, num_objects=(1, 1), size_range=(size * 0.35, size * 0.7),
-                                 seed=seed * 1000003 + split_seed * 10007 + ci * 1009 + k)
-            out.append((ci, k, scene))
-    return out
-
-
-def write_miniature_imagefolder(
-    root: str,
-    seed: int = 0,
-    num_classes: int = 4,
-    train_per_class: int = 8,
-    val_per_class: int = 4,
-    image_size: int = 64,
-) -> Dict[str, List[str]]:
-    """Write ``root/{train,val}/<class>/<class>_<k>.jpg``; returns the class folder names."""
-    if not 2 <= num_classes <= len(CLASSES):
+    sizes: Optional[ClassificationSizes], seed: int, split_seeds: Tuple[int, int]
+) -> Iterator[Tuple[str, int, MiniClass, int, Scene]]:
+    """(split, class index, class, index within class, scene): one object per image."""
+    sizes = sizes or ClassificationSizes()
+    if not 2 <= sizes.num_classes <= len(CLASSES):
         raise ValueError(f"num_classes must be in [2, {len(CLASSES)}]")
-    classes = CLASSES[:num_classes]
-    for split, per_class, split_seed in (("train", train_per_class, 81), ("val", val_per_class, 82)):
-        for ci, k, scene in _one_object_images(classes, per_class, image_size, seed, split_seed):
-            name = classes[ci].name
-            write_image(os.path.join(root, split, name, f"{name}_{split}_{k:04d}.jpg"), scene)
-    return {"classes": [c.name for c in classes]}
+    s = sizes.image_size
+    for split, per_class, split_seed in (("train", sizes.train_per_class, split_seeds[0]),
+                                         ("val", sizes.val_per_class, split_seeds[1])):
+        rng = np.random.default_rng([seed, split_seed])
+        for ci, cls in enumerate(CLASSES[:sizes.num_classes]):
+            for k in range(per_class):
+                scene = sample_scene(rng, [cls], s, s, num_objects=(1, 1), size_range=(s * 0.35, s * 0.7),
+                                     seed=seed * 1000003 + split_seed * 10007 + ci * 1009 + k)
+                yield split, ci, cls, k, scene
 
 
-def write_miniature_inat(
-    root: str,
-    seed: int = 0,
-    num_classes: int = 4,
-    train_per_class: int = 8,
-    val_per_class: int = 4,
-    image_size: int = 64,
-) -> Dict[str, str]:
+def write_miniature_imagefolder(root: str, seed: int = 0, sizes: Optional[ClassificationSizes] = None) -> List[str]:
+    """Write ``root/{train,val}/<class>/<class>_<split>_<k>.jpg``; returns the class folder names."""
+    names = set()
+    for split, _, cls, k, scene in _one_object_images(sizes, seed, (81, 82)):
+        write_image(os.path.join(root, split, cls.name, f"{cls.name}_{split}_{k:04d}.jpg"), scene)
+        names.add(cls.name)
+    return sorted(names)
+
+
+def write_miniature_inat(root: str, seed: int = 0, sizes: Optional[ClassificationSizes] = None) -> Dict[str, str]:
     """Write an iNaturalist-2018-format tree under ``root``; returns the two JSON paths."""
-    if not 2 <= num_classes <= len(CLASSES):
-        raise ValueError(f"num_classes must be in [2, {len(CLASSES)}]")
-    classes = CLASSES[:num_classes]
-    categories = [{"id": i, "name": c.name, "supercategory": "Miniatura"} for i, c in enumerate(classes)]
+    data: Dict[str, Dict[str, list]] = {"train": {"images": [], "annotations": []},
+                                        "val": {"images": [], "annotations": []}}
+    categories = {}
+    for split, ci, cls, k, scene in _one_object_images(sizes, seed, (91, 92)):
+        categories[ci] = {"id": ci, "name": cls.name, "supercategory": "Miniatura"}
+        file_name = f"train_val2018/Miniatura/{ci}/{split}_{k:04d}.jpg"
+        write_image(os.path.join(root, file_name), scene)
+        image_id = len(data["train"]["images"]) + len(data["val"]["images"]) + 1
+        data[split]["images"].append({"id": image_id, "file_name": file_name, "width": scene.width,
+                                      "height": scene.height, "license": 0})
+        data[split]["annotations"].append({"id": image_id, "image_id": image_id, "category_id": ci})
     paths = {}
-    next_id = 1
-    for split, per_class, split_seed in (("train", train_per_class, 91), ("val", val_per_class, 92)):
-        images, annotations = [], []
-        for ci, k, scene in _one_object_images(classes, per_class, image_size, seed, split_seed):
-            file_name = f"train_val2018/Miniatura/{ci}/{split}_{k:04d}.jpg"
-            write_image(os.path.join(root, file_name), scene)
-            images.append({"id": next_id, "file_name": file_name, "width": image_size, "height": image_size,
-                           "license": 0, "rights_holder": "alpseg miniature"})
-            annotations.append({"id": next_id, "image_id": next_id, "category_id": ci})
-            next_id += 1
-        path = os.path.join(root, f"{split}2018.json")
-        write_json(path, {"info": {"description": "alpseg miniature iNat2018"}, "images": images,
-                          "annotations": annotations, "categories": categories, "licenses": []})
-        paths[split] = path
+    for split, d in data.items():
+        paths[split] = os.path.join(root, f"{split}2018.json")
+        write_json(paths[split], {"info": {"description": "alpseg miniature iNat2018"}, "licenses": [],
+                                  "categories": [categories[i] for i in sorted(categories)], **d})
     return paths
-
