@@ -1,0 +1,281 @@
+"""Phrase encoder: open_clip text tower + a prompt set -> one unit vector per phrase.
+
+Embedding of a phrase (ViLD's procedure): fill the phrase into every template of the prompt set
+(``alpseg.text.prompts``), encode each sentence with the CLIP text tower, L2-normalize each sentence
+embedding, average them, and L2-normalize the mean.
+
+Weights (``pretrained``):
+
+* an open_clip tag such as ``"openai"`` (downloaded by open_clip / Hugging Face into their cache),
+* a path to a local checkpoint file (what open_clip's ``create_model(pretrained=PATH)`` accepts),
+* ``"none"``: random weights drawn from a fixed seed, so two runs give identical embeddings. Only for
+  tests and plumbing: random text embeddings carry no meaning.
+
+Missing weights stop with an error that says how to get them; nothing ever falls back to random
+weights silently.
+
+Speed: CLIP's text tower is causal and pools at the end-of-text token, so the padding after the
+longest sentence of a batch cannot change the pooled feature. For such models (open_clip's ``CLIP``
+class: every OpenAI CLIP and most LAION models) sentences are encoded truncated to the longest
+sentence of the batch instead of the full 77 tokens, which is about 5x faster for short phrases and
+gives the same embeddings up to float rounding (``tests/text/test_encoder.py`` checks it). Other
+architectures use ``encode_text`` unchanged.
+"""
+from __future__ import annotations
+
+import logging
+import os
+from typing import Dict, Iterable, List, Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from .prompts import expand_prompts, get_templates, validate_prompt_set
+
+__all__ = [
+    "RANDOM_WEIGHTS",
+    "PhraseEncoder",
+    "encode_phrases",
+    "encoder_id",
+    "load_text_model",
+    "resolve_device",
+]
+
+logger = logging.getLogger(__name__)
+
+#: value of ``pretrained`` that asks for seeded random weights on purpose
+RANDOM_WEIGHTS = "none"
+DEFAULT_SEED = 0
+
+_MODEL_CACHE: Dict[Tuple[str, str, int, str], torch.nn.Module] = {}
+
+
+def _is_random(pretrained: Optional[str]) -> bool:
+    return pretrained is not None and str(pretrained).strip().lower() == RANDOM_WEIGHTS
+
+
+def _looks_like_path(pretrained: str) -> bool:
+    return (
+        os.sep in pretrained
+        or pretrained.startswith(("~", "."))
+        or pretrained.endswith((".pt", ".pth", ".bin", ".safetensors", ".ckpt"))
+    )
+
+
+def encoder_id(model_name: str, pretrained: str, seed: int = DEFAULT_SEED) -> str:
+    """The name a bank records for the encoder that made it, e.g. ``"open_clip:ViT-B-32:openai"``.
+
+    A local checkpoint is recorded by its file name only (``file:<basename>``), so a bank stays valid
+    when the checkpoint is moved to another machine or directory.
+    """
+    if not model_name:
+        raise ValueError("empty text-encoder model name")
+    if pretrained is None or str(pretrained).strip() == "":
+        raise ValueError(
+            "pretrained must be an open_clip tag (e.g. 'openai'), a checkpoint path, or 'none' for "
+            "random weights; got an empty value"
+        )
+    p = str(pretrained).strip()
+    if _is_random(p):
+        tag = f"{RANDOM_WEIGHTS}(seed={seed})"
+    elif _looks_like_path(p) or os.path.isfile(p):
+        tag = "file:" + os.path.basename(os.path.expanduser(p))
+    else:
+        tag = p
+    return f"open_clip:{model_name}:{tag}"
+
+
+def resolve_device(device: Optional[str] = None) -> torch.device:
+    """``None`` / ``"auto"`` -> the first CUDA GPU when there is one, else the CPU."""
+    if device is None or str(device).lower() == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def _how_to_get_weights(model_name: str, pretrained: str) -> str:
+    return (
+        f"To use real weights, run once on a machine with internet access:\n"
+        f"    python -c \"import open_clip; open_clip.create_model('{model_name}', pretrained='{pretrained}')\"\n"
+        f"and copy the Hugging Face cache (~/.cache/huggingface) here, or save the checkpoint and pass "
+        f"its path (--pretrained PATH, or MODEL.OPEN_VOCAB.PRETRAINED PATH). To use random weights on "
+        f"purpose (tests, plumbing; embeddings are then meaningless), pass --pretrained none "
+        f"(MODEL.OPEN_VOCAB.PRETRAINED none)."
+    )
+
+
+def load_text_model(
+    model_name: str = "ViT-B-32",
+    pretrained: str = "openai",
+    device: Optional[str] = None,
+    seed: int = DEFAULT_SEED,
+) -> torch.nn.Module:
+    """Build an open_clip model in eval mode on ``device`` (cached per model/weights/device).
+
+    The image tower is dropped right after loading: only the text tower is ever used here.
+    """
+    import open_clip
+
+    dev = resolve_device(device)
+    p = str(pretrained).strip() if pretrained is not None else ""
+    key = (model_name, p, seed, str(dev))
+    if key in _MODEL_CACHE:
+        return _MODEL_CACHE[key]
+    if model_name not in open_clip.list_models():
+        raise ValueError(
+            f"unknown open_clip model {model_name!r}; open_clip.list_models() lists the valid names "
+            f"(e.g. 'ViT-B-32', 'ViT-L-14', 'RN50')"
+        )
+    encoder_id(model_name, p)  # validates an empty value
+    if _is_random(p):
+        # fork_rng: seeding must not disturb the caller's global RNG stream
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            model = open_clip.create_model(model_name, pretrained=None, device="cpu")
+    elif _looks_like_path(p) or os.path.isfile(os.path.expanduser(p)):
+        path = os.path.expanduser(p)
+        if not os.path.isfile(path):
+            raise FileNotFoundError(
+                f"CLIP checkpoint {path!r} does not exist.\n" + _how_to_get_weights(model_name, "openai")
+            )
+        model = open_clip.create_model(model_name, pretrained=path, device="cpu")
+    else:
+        tags = open_clip.list_pretrained_tags_by_model(model_name)
+        if p not in tags:
+            raise ValueError(
+                f"open_clip has no pretrained weights {p!r} for {model_name!r} (known tags: {tags}); "
+                f"pass a tag, a checkpoint path, or 'none' for random weights"
+            )
+        try:
+            model = open_clip.create_model(
+                model_name, pretrained=p, device="cpu", require_pretrained=True
+            )
+        except Exception as e:  # open_clip / huggingface_hub raise several types when offline
+            raise RuntimeError(
+                f"could not load the pretrained CLIP weights {p!r} of {model_name!r}: {e}\n"
+                + _how_to_get_weights(model_name, p)
+            ) from e
+    if hasattr(model, "visual"):
+        model.visual = None  # free the image tower (text-only use)
+    model = model.to(dev).eval().requires_grad_(False)
+    _MODEL_CACHE[key] = model
+    return model
+
+
+def _can_truncate(model: torch.nn.Module) -> bool:
+    """True if padding after the pooled token cannot change the output (causal mask, EOT pooling)."""
+    import open_clip
+
+    return (
+        isinstance(model, open_clip.model.CLIP)
+        and getattr(model, "attn_mask", None) is not None
+        and getattr(model, "text_pool_type", None) in ("argmax", "eos")
+    )
+
+
+def _pool_index(model: torch.nn.Module, tokens: torch.Tensor) -> torch.Tensor:
+    if model.text_pool_type == "argmax":
+        return tokens.argmax(dim=-1)
+    return (tokens == model.text_eos_id).int().argmax(dim=-1)
+
+
+def _encode_truncated(model: torch.nn.Module, tokens: torch.Tensor) -> torch.Tensor:
+    """``model.encode_text(tokens)`` computed on the first L positions only (L = last pooled token + 1)."""
+    length = int(_pool_index(model, tokens).max()) + 1
+    tokens = tokens[:, :length]
+    cast_dtype = model.transformer.get_cast_dtype()
+    x = model.token_embedding(tokens).to(cast_dtype)
+    x = x + model.positional_embedding[:length].to(cast_dtype)
+    x = model.transformer(x, attn_mask=model.attn_mask[:length, :length])
+    x = model.ln_final(x)
+    x = x[torch.arange(x.shape[0], device=x.device), _pool_index(model, tokens)]
+    if model.text_projection is not None:
+        if isinstance(model.text_projection, torch.nn.Linear):
+            x = model.text_projection(x)
+        else:
+            x = x @ model.text_projection
+    return x
+
+
+class PhraseEncoder:
+    """Encodes phrases with one open_clip text model and one prompt set.
+
+    ``encoder_name`` and ``prompts`` are what a ``PhraseBank`` records and checks, so embeddings of
+    different encoders or prompt sets can never be mixed in one bank.
+    """
+
+    def __init__(
+        self,
+        model_name: str = "ViT-B-32",
+        pretrained: str = "openai",
+        prompts: str = "vild",
+        device: Optional[str] = None,
+        batch_size: int = 32,
+        seed: int = DEFAULT_SEED,
+        truncate: bool = True,
+    ):
+        import open_clip
+
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self.model_name = model_name
+        self.pretrained = str(pretrained).strip()
+        self.prompts = validate_prompt_set(prompts)
+        self.encoder_name = encoder_id(model_name, self.pretrained, seed)
+        self.device = resolve_device(device)
+        self.batch_size = batch_size
+        self.model = load_text_model(model_name, self.pretrained, str(self.device), seed)
+        self.tokenizer = open_clip.get_tokenizer(model_name)
+        self.truncate = truncate and _can_truncate(self.model)
+        self.num_templates = len(get_templates(self.prompts))
+
+    @torch.no_grad()
+    def encode_sentences(self, sentences: Sequence[str]) -> torch.Tensor:
+        """Raw (unnormalized) text-tower features of sentences, float32 (S, D) on the CPU."""
+        tokens = self.tokenizer(list(sentences)).to(self.device)
+        if self.truncate:
+            feats = _encode_truncated(self.model, tokens)
+        else:
+            feats = self.model.encode_text(tokens)
+        return feats.float().cpu()
+
+    def encode(self, phrases: Sequence[str], progress: bool = False) -> np.ndarray:
+        """Unit-norm embeddings (N, D) float32 of ``phrases``, in order (duplicates allowed)."""
+        phrases = list(phrases)
+        out: List[np.ndarray] = []
+        nt = self.num_templates
+        batches = range(0, len(phrases), self.batch_size)
+        with tqdm(total=len(phrases), desc="encoding phrases", unit="phrase", disable=not progress) as bar:
+            for start in batches:
+                chunk = phrases[start : start + self.batch_size]
+                sentences = [s for p in chunk for s in expand_prompts(p, self.prompts)]
+                feats = F.normalize(self.encode_sentences(sentences), dim=-1)
+                mean = feats.view(len(chunk), nt, -1).mean(dim=1)
+                out.append(F.normalize(mean, dim=-1).numpy())
+                bar.update(len(chunk))
+        if not out:
+            return np.zeros((0, self.embed_dim), dtype=np.float32)
+        return np.concatenate(out, axis=0).astype(np.float32, copy=False)
+
+    @property
+    def embed_dim(self) -> int:
+        proj = self.model.text_projection
+        if isinstance(proj, torch.nn.Linear):
+            return int(proj.out_features)
+        if proj is not None:
+            return int(proj.shape[1])
+        return int(self.model.ln_final.normalized_shape[0])
+
+
+def encode_phrases(
+    phrases: Iterable[str],
+    model_name: str = "ViT-B-32",
+    pretrained: str = "openai",
+    prompts: str = "vild",
+    device: Optional[str] = None,
+    batch_size: int = 32,
+) -> np.ndarray:
+    """Functional form of ``PhraseEncoder(...).encode(phrases)``: (N, D) float32 unit rows."""
+    encoder = PhraseEncoder(model_name, pretrained, prompts, device=device, batch_size=batch_size)
+    return encoder.encode(list(phrases))
