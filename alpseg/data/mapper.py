@@ -157,8 +157,12 @@ class AlpsegDatasetMapper:
         if not self.is_train:
             dataset_dict.pop("annotations", None)
             return dataset_dict
-        annos = [utils.transform_instance_annotations(a, transforms, image_size)
-                 for a in dataset_dict.pop("annotations", []) if a.get("iscrowd", 0) == 0]
+        annos = []
+        for a in dataset_dict.pop("annotations", []):
+            if a.get("iscrowd", 0) == 0:
+                # float boxes: detectron2 resizes coordinates in place, truncating integer arrays
+                a["bbox"] = [float(v) for v in a["bbox"]]
+                annos.append(utils.transform_instance_annotations(a, transforms, image_size))
         dataset_dict["instances"] = self._instances(annos, image_size,
                                                     resized_short_side(transforms, original_size))
         return dataset_dict

@@ -6,7 +6,7 @@ position of the class in the class-descriptions file, which therefore fixes ``th
 
 * :func:`load_oid_challenge_segmentation`: one dict per image that has challenge GT box or mask rows;
   its annotations are the mask rows, each with a COCO RLE ``segmentation`` (the challenge encoding
-  base64(zlib(RLE counts)) undone) and ``iscrowd`` = IsGroupOf. Images with box rows only appear with
+  base64(zlib(RLE counts)) undone by ``alpseg.evaluation.oid_masks``) and ``iscrowd`` = IsGroupOf. Images with box rows only appear with
   no annotations: the evaluator reads the complete ground truth from the CSVs (metadata ``oid_gt``),
   the dicts are what the model runs on.
 * :func:`load_oid_boxes`: OID v6 training boxes on the images of an image-info JSON (the LocNar-OID
@@ -15,13 +15,10 @@ position of the class in the class-descriptions file, which therefore fixes ``th
 """
 from __future__ import annotations
 
-import base64
-import binascii
 import csv
 import json
 import logging
 import os
-import zlib
 from collections import Counter, OrderedDict
 from typing import Dict, Iterator, List, Sequence, Tuple
 
@@ -34,38 +31,22 @@ from .class_lists import index_of
 
 __all__ = [
     "read_class_descriptions",
-    "decode_challenge_mask",
     "load_oid_challenge_segmentation",
     "load_oid_boxes",
 ]
 
 logger = logging.getLogger(__name__)
-CLASS_HEADER = ["LabelName", "DisplayName"]
 
 
 def read_class_descriptions(path: str) -> Tuple[List[str], List[str]]:
     """(MIDs, normalized display names) of a class-descriptions CSV, with or without header."""
-    mids: List[str] = []
-    names: List[str] = []
-    with open(path, newline="", encoding="utf-8") as f:
-        for i, row in enumerate(csv.reader(f)):
-            if not row or (i == 0 and row == CLASS_HEADER):
-                continue
-            if len(row) != 2:
-                raise ValueError(f"{path}: line {i + 1} should be 'MID,DisplayName', got {row}")
-            mids.append(row[0])
-            names.append(normalize_phrase(row[1]))
-    if not mids:
-        raise ValueError(f"{path}: no classes")
-    index_of(mids)  # duplicated MIDs or names make category ids ambiguous
-    index_of(names)
+    from alpseg.evaluation.oid_io import read_class_descriptions as read_mid_to_name
+
+    mid_to_name = read_mid_to_name(path)
+    mids = list(mid_to_name)
+    names = [normalize_phrase(mid_to_name[m]) for m in mids]
+    index_of(names)  # two MIDs with one display name would make phrases ambiguous
     return mids, names
-
-
-def decode_challenge_mask(encoded: str, height: int, width: int) -> Dict:
-    """COCO RLE dict of a challenge ``Mask`` field (base64 of zlib-compressed RLE counts)."""
-    counts = zlib.decompress(base64.b64decode(encoded, validate=True))
-    return {"size": [int(height), int(width)], "counts": counts}
 
 
 def _read_rows(path: str, required: Sequence[str], desc: str) -> Iterator[Dict[str, str]]:
@@ -98,6 +79,8 @@ def _report(path: str, skipped: Counter) -> None:
 def load_oid_challenge_segmentation(masks_csv: str, boxes_csv: str, class_csv: str,
                                     image_root: str) -> List[Dict]:
     """Dataset dicts of a challenge segmentation split (see the module docstring)."""
+    from alpseg.evaluation.oid_masks import decode_challenge_mask  # validates the RLE against the size
+
     mids, names = read_class_descriptions(class_csv)
     cat = index_of(mids)
     images: "OrderedDict[str, Dict]" = OrderedDict()
@@ -120,8 +103,8 @@ def load_oid_challenge_segmentation(masks_csv: str, boxes_csv: str, class_csv: s
         anno = _box_annotation(row, w, h, label, names[label])
         if row["Mask"]:
             try:
-                anno["segmentation"] = decode_challenge_mask(row["Mask"], h, w)
-            except (binascii.Error, zlib.error, ValueError):
+                anno["segmentation"] = decode_challenge_mask(row["Mask"], w, h)
+            except ValueError:
                 skipped["undecodable mask"] += 1
                 continue
         rec["annotations"].append(anno)
