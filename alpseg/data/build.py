@@ -36,11 +36,31 @@ def _has_supervision(d: Dict) -> bool:
     return any(a.get("iscrowd", 0) == 0 for a in d.get("annotations", [])) or bool(d.get("image_phrases"))
 
 
+def add_class_phrases(name: str, dicts: List[Dict]) -> None:
+    """Give annotations of datasets registered outside alpseg (detectron2's builtin COCO, LVIS, ...)
+    their ``phrase``: the normalized class name of ``category_id`` in the dataset's ``thing_classes``."""
+    missing = [a for d in dicts for a in d.get("annotations", []) if "phrase" not in a]
+    if not missing:
+        return
+    from detectron2.data import MetadataCatalog
+
+    from alpseg.text.prompts import normalize_phrase
+
+    classes = getattr(MetadataCatalog.get(name), "thing_classes", None)
+    if classes is None:
+        raise KeyError(f"dataset {name!r} has annotations without 'phrase' and no thing_classes to name them")
+    phrases = [normalize_phrase(c) for c in classes]
+    for a in missing:
+        a["phrase"] = phrases[a["category_id"]]
+        a.setdefault("is_alp", False)
+
+
 def get_alpseg_dataset_dicts(name: str, filter_empty: bool = True) -> List[Dict]:
     """Dataset dicts of ``name``, without images that supervise nothing when ``filter_empty``."""
     dicts = DatasetCatalog.get(name)
     if not dicts:
         raise ValueError(f"dataset {name!r} is empty")
+    add_class_phrases(name, dicts)
     if filter_empty:
         kept = [d for d in dicts if _has_supervision(d)]
         if len(kept) < len(dicts):

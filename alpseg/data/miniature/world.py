@@ -18,8 +18,8 @@ import dataclasses
 import math
 from typing import Dict, List, Optional, Sequence, Tuple
 
-import cv2
 import numpy as np
+from pycocotools import mask as mask_utils
 
 __all__ = ["MiniClass", "MiniObject", "Scene", "CLASSES", "BASE_CLASSES", "NOVEL_CLASSES",
            "sample_scene", "render_scene", "object_mask"]
@@ -128,7 +128,7 @@ def sample_scene(
         margin = size / 2 + 2
         cx = float(rng.uniform(margin, width - margin))
         cy = float(rng.uniform(margin, height - margin))
-        poly = _shape_polygon(cls.shape, cx, cy, size)
+        poly = np.round(_shape_polygon(cls.shape, cx, cy, size), 2)  # as stored in the COCO JSON
         obj = MiniObject(cls, poly)
         x0, y0, x1, y1 = obj.box
         if any(x0 < b[2] + 3 and b[0] < x1 + 3 and y0 < b[3] + 3 and b[1] < y1 + 3 for b in boxes):
@@ -140,10 +140,13 @@ def sample_scene(
 
 
 def object_mask(obj: MiniObject, height: int, width: int) -> np.ndarray:
-    """Binary mask (H, W) uint8 of one object, rasterised exactly as it is drawn."""
-    mask = np.zeros((height, width), np.uint8)
-    cv2.fillPoly(mask, [np.round(obj.polygon * 16).astype(np.int32)], 1, lineType=cv2.LINE_8, shift=4)
-    return mask
+    """Binary mask (H, W) uint8 of one object.
+
+    Rasterised by pycocotools from the polygon that the COCO JSON stores, so the drawn object, the COCO
+    polygon and the challenge RLE are the same pixels.
+    """
+    rles = mask_utils.frPyObjects([obj.polygon.reshape(-1).tolist()], height, width)
+    return mask_utils.decode(mask_utils.merge(rles)).astype(np.uint8)
 
 
 def render_scene(scene: Scene) -> np.ndarray:
