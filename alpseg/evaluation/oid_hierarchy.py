@@ -10,10 +10,15 @@ descendants, which the official tooling achieves by rewriting the GT files befor
 Ancestors and descendants are sets: a class reachable along several paths is added once. The JSON
 root (``{"LabelName": "/m/0bl9f", "Subcategory": [...]}`` in the official files) is not a class and
 is never added. Predictions are never expanded.
+
+Files that were already expanded (the official ``*_expanded.csv``) must not be expanded again, which
+would duplicate ground truth: a box or mask file in which every row of a class with ancestors already
+has a row of identical coordinates for each ancestor is left as it is (and this is logged).
 """
 from __future__ import annotations
 
 import json
+import logging
 from collections import Counter
 from dataclasses import dataclass
 from typing import Dict, List, Mapping, Set, Union
@@ -21,6 +26,8 @@ from typing import Dict, List, Mapping, Set, Union
 from .oid_io import ChallengeGroundTruth
 
 __all__ = ["ClassHierarchy", "load_hierarchy", "expand_ground_truth"]
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -77,7 +84,10 @@ def expand_ground_truth(gt: ChallengeGroundTruth, hierarchy: Union[str, Mapping,
     h = load_hierarchy(hierarchy)
     skipped = Counter(gt.skipped)
 
-    def up(rows):
+    def up(rows, kind):
+        if _already_expanded(rows, h):
+            logger.info("GT %s rows are already expanded up the hierarchy; not expanding them again", kind)
+            return list(rows)
         out = []
         for r in rows:
             out.append(r)
@@ -95,4 +105,20 @@ def expand_ground_truth(gt: ChallengeGroundTruth, hierarchy: Union[str, Mapping,
             continue
         others = h.ancestors[r.label] if int(r.confidence) == 1 else h.descendants[r.label]
         labels.extend(r._replace(label=m) for m in sorted(others))
-    return ChallengeGroundTruth(boxes=up(gt.boxes), masks=up(gt.masks), labels=labels, skipped=skipped)
+    return ChallengeGroundTruth(boxes=up(gt.boxes, "box"), masks=up(gt.masks, "mask"), labels=labels,
+                               skipped=skipped)
+
+
+def _already_expanded(rows, h: ClassHierarchy) -> bool:
+    """True if some row has ancestors and every such row's ancestor copies are present."""
+    keys = {(r.image_id, r.label, r.xmin, r.xmax, r.ymin, r.ymax, int(r.is_group_of)) for r in rows}
+    needing = 0
+    for r in rows:
+        ancestors = h.ancestors.get(r.label)
+        if not ancestors:
+            continue
+        needing += 1
+        for a in ancestors:
+            if (r.image_id, a, r.xmin, r.xmax, r.ymin, r.ymax, int(r.is_group_of)) not in keys:
+                return False
+    return needing > 0

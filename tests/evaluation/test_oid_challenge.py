@@ -300,3 +300,13 @@ def test_unknown_prediction_labels_are_counted():
     assert r["per_class"] == {A: 1.0}
     assert r["skipped"]["predictions_of_unknown_classes"] == 1
     assert r["skipped"]["gt_labels_of_unknown_classes"] == 1
+
+
+def test_already_expanded_files_are_not_expanded_again():
+    b, m = gt_instance("i1", "/m/cat", G1)
+    once = expand_ground_truth(to_challenge_gt(b, m, [L("i1", "/m/cat")]), HIERARCHY)
+    twice = expand_ground_truth(once, HIERARCHY)
+    assert twice.boxes == once.boxes and twice.masks == once.masks
+    r = evaluate_oid_challenge(once, to_predictions([P("i1", "/m/animal", 0.9, G1)]), hierarchy=HIERARCHY,
+                               num_workers=1, progress=False)
+    assert r["num_gt"]["/m/animal"] == 1  # not 2

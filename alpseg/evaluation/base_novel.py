@@ -1,0 +1,113 @@
+"""COCO-style evaluation split into base and novel classes (the paper's COCO experiments).
+
+``COCOBaseNovelEvaluator`` is detectron2's ``COCOEvaluator`` (pycocotools' COCOeval underneath,
+unchanged) plus, for each task (``bbox``, ``segm``): the AP at IoU 0.5 of every category, and its
+mean over the dataset's ``base_classes`` and over its ``novel_classes`` (``AP50-base`` /
+``AP50-novel``), as OVR-CNN / Detic report them for the generalized setting: all classes are
+predicted and evaluated together; only the averaging is split. A category's AP50 is the mean of
+COCOeval's interpolated precision over the 101 recall points at IoU 0.5, all areas, 100 detections;
+categories without ground truth are left out of the means.
+"""
+from __future__ import annotations
+
+import copy
+import logging
+import os
+from collections import OrderedDict
+from typing import Dict, List, Optional, Sequence
+
+import numpy as np
+from detectron2.evaluation import COCOEvaluator
+
+from .reporting import atomic_write, markdown_table, plot_per_category_ap, write_json
+
+__all__ = ["COCOBaseNovelEvaluator", "per_category_ap50"]
+
+logger = logging.getLogger(__name__)
+
+
+def per_category_ap50(coco_eval, class_names: Sequence[str]) -> Dict[str, float]:
+    """AP50 (percent) per category from a finished COCOeval; NaN for categories without GT."""
+    precision = coco_eval.eval["precision"]  # (iou, recall, class, area, max dets)
+    if precision.shape[2] != len(class_names):
+        raise ValueError(f"COCOeval has {precision.shape[2]} categories but {len(class_names)} class names")
+    iou_index = int(np.flatnonzero(np.isclose(coco_eval.params.iouThrs, 0.5))[0])
+    out = {}
+    for k, name in enumerate(class_names):
+        p = precision[iou_index, :, k, 0, -1]
+        p = p[p > -1]
+        out[name] = float(np.mean(p) * 100) if p.size else float("nan")
+    return out
+
+
+def _nanmean(values: List[float]) -> float:
+    vals = [v for v in values if not np.isnan(v)]
+    return float(np.mean(vals)) if vals else float("nan")
+
+
+class COCOBaseNovelEvaluator(COCOEvaluator):
+    """COCOEvaluator + AP50 on the base and on the novel classes of the dataset's metadata."""
+
+    def __init__(self, dataset_name: str, tasks: Optional[Sequence[str]] = None, distributed: bool = True,
+                 output_dir: Optional[str] = None, *, base_classes: Optional[Sequence[str]] = None,
+                 novel_classes: Optional[Sequence[str]] = None, plot: bool = True, **kwargs):
+        """``base_classes`` / ``novel_classes`` default to the metadata's lists (names of thing_classes)."""
+        super().__init__(dataset_name, tasks=tasks, distributed=distributed, output_dir=output_dir, **kwargs)
+        names = list(self._metadata.get("thing_classes", []))
+        base = list(base_classes if base_classes is not None else self._metadata.get("base_classes", []) or [])
+        novel = novel_classes if novel_classes is not None else self._metadata.get("novel_classes", None)
+        novel = list(novel) if novel is not None else [n for n in names if n not in set(base)]
+        unknown = [n for n in base + novel if n not in set(names)]
+        if unknown:
+            raise ValueError(f"{dataset_name}: base/novel classes not in thing_classes: {unknown[:10]}")
+        if not base:
+            logger.warning("%s has no base_classes in its metadata: AP50-base will be NaN", dataset_name)
+        self._base, self._novel = base, novel
+        self._name = dataset_name
+        self._plot = plot
+        self.per_category_ap50: Dict[str, Dict[str, float]] = {}
+
+    def _derive_coco_results(self, coco_eval, iou_type, class_names=None):
+        results = super()._derive_coco_results(coco_eval, iou_type, class_names=class_names)
+        if iou_type not in ("bbox", "segm"):
+            return results
+        if coco_eval is None or not class_names:
+            results["AP50-base"] = results["AP50-novel"] = float("nan")
+            return results
+        per_class = per_category_ap50(coco_eval, class_names)
+        self.per_category_ap50[iou_type] = per_class
+        results["AP50-base"] = _nanmean([per_class[n] for n in self._base])
+        results["AP50-novel"] = _nanmean([per_class[n] for n in self._novel])
+        for name, ap in per_class.items():
+            results[f"AP50-{name}"] = ap
+        logger.info("%s %s: AP50-base %.2f (%d classes), AP50-novel %.2f (%d classes)", self._name, iou_type,
+                    results["AP50-base"], len(self._base), results["AP50-novel"], len(self._novel))
+        return results
+
+    def evaluate(self, img_ids=None):
+        results = super().evaluate(img_ids)
+        if results and self._output_dir and self.per_category_ap50:
+            self._write_report(results)
+        return copy.deepcopy(results)
+
+    def _write_report(self, results: Dict[str, Dict[str, float]]) -> None:
+        base = set(self._base)
+        summary = []
+        for task in ("segm", "bbox"):
+            if task in results:
+                r = results[task]
+                summary.append([task, f"{r.get('AP', float('nan')):.1f}", f"{r.get('AP50', float('nan')):.1f}",
+                                f"{r['AP50-base']:.1f}", f"{r['AP50-novel']:.1f}"])
+        text = ["## COCO base / novel\n", markdown_table(["task", "AP", "AP50", "AP50-base", "AP50-novel"], summary)]
+        for task, per_class in self.per_category_ap50.items():
+            rows = [[n, "base" if n in base else "novel", "-" if np.isnan(v) else f"{v:.1f}"]
+                    for n, v in sorted(per_class.items(), key=lambda kv: (-np.nan_to_num(kv[1], nan=-1), kv[0]))]
+            text += [f"\n### {task} AP50 per class\n", markdown_table(["class", "split", "AP50"], rows)]
+            if self._plot:
+                plot_per_category_ap({n: v / 100 for n, v in per_class.items()},
+                                     os.path.join(self._output_dir, f"coco_base_novel_{task}_per_category_ap.png"),
+                                     base_classes=base, title=f"{task} AP50 per category")
+        atomic_write(os.path.join(self._output_dir, "coco_base_novel_results.md"), "".join(text))
+        write_json(os.path.join(self._output_dir, "coco_base_novel_results.json"),
+                   {"results": results, "per_category_ap50": self.per_category_ap50,
+                    "base_classes": self._base, "novel_classes": self._novel})

@@ -1,0 +1,174 @@
+"""detectron2 ``DatasetEvaluator`` for Open Images instance segmentation (the challenge metric).
+
+It turns a model's ``Instances`` (``pred_masks`` at the original image size, ``scores``,
+``pred_classes`` indexing ``metadata.thing_classes``) into RLE predictions keyed by OID ImageID,
+and evaluates them with :func:`alpseg.evaluation.oid_challenge.evaluate_oid_challenge` against the
+challenge CSVs named in the dataset's metadata:
+
+* ``oid_gt``: dict of paths ``boxes``, ``masks``, ``labels`` (required), ``hierarchy``,
+  ``class_descriptions`` (optional);
+* ``thing_mids``: the OID MID of each entry of ``thing_classes``;
+* ``base_classes`` / ``novel_classes``: subsets of ``thing_classes`` (names).
+
+The returned metrics follow detectron2's convention (percentages, under the key ``"oid_challenge"``);
+the JSON / Markdown / plot files written to ``output_dir`` keep the challenge's fractions.
+"""
+from __future__ import annotations
+
+import copy
+import logging
+import os
+from collections import OrderedDict
+from typing import Dict, List, Optional
+
+import numpy as np
+import pycocotools.mask as mask_utils
+from detectron2.config import configurable
+from detectron2.data import MetadataCatalog
+from detectron2.evaluation import DatasetEvaluator
+from detectron2.utils import comm
+
+from .oid_challenge import evaluate_oid_challenge
+from .oid_io import ImagePredictions, read_class_descriptions, read_ground_truth_csvs, write_predictions_csv
+from .reporting import log_results, write_report
+
+__all__ = ["OIDChallengeEvaluator", "instances_to_oid_predictions"]
+
+logger = logging.getLogger(__name__)
+
+
+def instances_to_oid_predictions(instances, class_mids: List[str]) -> ImagePredictions:
+    """detectron2 ``Instances`` (on any device) -> :class:`ImagePredictions` with full-size RLE masks."""
+    instances = instances.to("cpu")
+    n = len(instances)
+    if n and not instances.has("pred_masks"):
+        raise ValueError("OID challenge evaluation scores masks, but the predictions have no pred_masks "
+                         "(is the model's mask head switched off?)")
+    classes = instances.pred_classes.numpy().astype(np.int64) if n else np.zeros(0, np.int64)
+    if n and (classes.min() < 0 or classes.max() >= len(class_mids)):
+        raise ValueError(f"pred_classes out of range for a vocabulary of {len(class_mids)} classes: "
+                         f"{sorted(set(classes.tolist()))[:10]}")
+    if n == 0:
+        return ImagePredictions([], np.zeros(0), [])
+    masks = instances.pred_masks.numpy()
+    if masks.ndim != 3:
+        raise ValueError(f"pred_masks must be (N, H, W) at the image's size, got shape {masks.shape} "
+                         "(run detector_postprocess / paste the masks first)")
+    if masks.dtype != np.uint8:
+        masks = masks > 0.5 if masks.dtype.kind == "f" else masks.astype(bool)
+    rles = mask_utils.encode(np.asfortranarray(masks.transpose(1, 2, 0).astype(np.uint8)))
+    rles = [{"size": [int(r["size"][0]), int(r["size"][1])], "counts": r["counts"]} for r in rles]
+    return ImagePredictions([class_mids[c] for c in classes], instances.scores.numpy().astype(np.float64), rles)
+
+
+class OIDChallengeEvaluator(DatasetEvaluator):
+    """Open Images challenge mask AP50 (mAP, AP50-base, AP50-novel, per class) for an OID dataset."""
+
+    @configurable
+    def __init__(self, dataset_name: str, *, output_dir: Optional[str] = None, distributed: bool = True,
+                 group_of_weight: float = 1.0, write_challenge_csv: bool = False,
+                 max_predictions_per_image: Optional[int] = 100, num_workers: int = 2, plot: bool = True):
+        """
+        Args:
+            dataset_name: a registered dataset whose metadata has ``oid_gt`` and ``thing_mids``.
+            output_dir: where results (JSON, Markdown, plot) and, if asked, the challenge CSV go.
+            group_of_weight: 1.0 = the official ``oid_challenge_evaluation.py``; 0.0 = TF's
+                ``OpenImagesInstanceSegmentationChallengeEvaluator``.
+            write_challenge_csv: also write ``oid_challenge_predictions.csv`` in the challenge format.
+            max_predictions_per_image: the challenge's limit (``None`` = no limit).
+            num_workers: processes for the per-image matching.
+        """
+        self._dataset_name = dataset_name
+        self._metadata = MetadataCatalog.get(dataset_name)
+        for key in ("oid_gt", "thing_mids", "thing_classes"):
+            if not hasattr(self._metadata, key):
+                raise ValueError(f"dataset {dataset_name!r} has no metadata {key!r}; the OID challenge evaluator "
+                                 "needs oid_gt (paths of the challenge CSVs), thing_mids and thing_classes")
+        self._mids = list(self._metadata.thing_mids)
+        if len(self._mids) != len(self._metadata.thing_classes):
+            raise ValueError(f"{dataset_name}: {len(self._mids)} thing_mids but "
+                             f"{len(self._metadata.thing_classes)} thing_classes")
+        self._output_dir = output_dir
+        self._distributed = distributed
+        self._group_of_weight = float(group_of_weight)
+        self._write_csv = write_challenge_csv
+        self._max_predictions = max_predictions_per_image
+        self._num_workers = num_workers
+        self._plot = plot
+        self._predictions: Dict[str, ImagePredictions] = {}
+
+    @classmethod
+    def from_config(cls, cfg, dataset_name: str, output_dir: Optional[str] = None):
+        return {
+            "dataset_name": dataset_name,
+            "output_dir": output_dir,
+            "group_of_weight": cfg.TEST.OID_GROUP_OF_WEIGHT,
+            "write_challenge_csv": cfg.TEST.WRITE_CHALLENGE_CSV,
+            "max_predictions_per_image": cfg.TEST.DETECTIONS_PER_IMAGE or None,
+        }
+
+    def reset(self) -> None:
+        self._predictions = {}
+
+    def process(self, inputs, outputs) -> None:
+        for inp, out in zip(inputs, outputs):
+            image_id = str(inp["image_id"])
+            self._predictions[image_id] = instances_to_oid_predictions(out["instances"], self._mids)
+
+    def _names_to_mids(self, names) -> List[str]:
+        index = {n: m for n, m in zip(self._metadata.thing_classes, self._mids)}
+        missing = [n for n in names if n not in index]
+        if missing:
+            raise ValueError(f"{self._dataset_name}: base/novel classes not in thing_classes: {missing[:10]}")
+        return [index[n] for n in names]
+
+    def evaluate(self):
+        if self._distributed:
+            comm.synchronize()
+            parts = comm.gather(self._predictions, dst=0)
+            if not comm.is_main_process():
+                return {}
+            predictions: Dict[str, ImagePredictions] = {}
+            for p in parts:
+                predictions.update(p)
+        else:
+            predictions = self._predictions
+        if not predictions:
+            logger.warning("[OIDChallengeEvaluator] did not receive valid predictions.")
+            return {}
+        if self._output_dir and self._write_csv:
+            path = os.path.join(self._output_dir, "oid_challenge_predictions.csv")
+            n = write_predictions_csv(path, predictions)
+            logger.info("wrote %d predictions in the challenge format to %s", n, path)
+
+        paths = self._metadata.oid_gt
+        gt = read_ground_truth_csvs(paths.get("boxes"), paths.get("masks"), paths.get("labels"))
+        base = self._names_to_mids(getattr(self._metadata, "base_classes", None) or [])
+        novel = self._names_to_mids(getattr(self._metadata, "novel_classes", None) or [])
+        results = evaluate_oid_challenge(
+            gt, predictions, group_of_weight=self._group_of_weight, hierarchy=paths.get("hierarchy") or None,
+            base_classes=base if (base or novel) else None, novel_classes=novel or None, class_mids=self._mids,
+            max_predictions_per_image=self._max_predictions, num_workers=self._num_workers,
+            progress=comm.is_main_process())
+        names = dict(zip(self._mids, self._metadata.thing_classes))
+        if paths.get("class_descriptions") and os.path.isfile(paths["class_descriptions"]):
+            display = read_class_descriptions(paths["class_descriptions"])
+            names = {m: display.get(m, n) for m, n in names.items()}
+        results["class_names"] = {m: names.get(m, m) for m in results["per_class"]}
+        results["dataset"] = self._dataset_name
+        log_results(results, logger, title=f"Open Images challenge mask AP50 on {self._dataset_name}")
+        if self._output_dir:
+            write_report(results, self._output_dir, class_names=names, base_classes=base,
+                         title=f"Mask AP50 per category, {self._dataset_name}", plot=self._plot)
+
+        def pct(x):
+            return float("nan") if x is None else 100.0 * x
+
+        metrics = OrderedDict(AP50=pct(results["mAP"]))
+        if "AP50_base" in results:
+            metrics["AP50-base"] = pct(results["AP50_base"])
+            metrics["AP50-novel"] = pct(results["AP50_novel"])
+        for mid, ap in results["per_class"].items():
+            metrics[f"AP50-{names.get(mid, mid)}"] = pct(ap)
+        self._last_results = copy.deepcopy(results)
+        return OrderedDict(oid_challenge=metrics)
