@@ -1,0 +1,135 @@
+"""Phrase bank and test vocabulary of an open-vocabulary meta-architecture.
+
+Both open-vocabulary models (FCOS-MO, Mask R-CNN*) look training phrases up in the phrase bank named
+by ``MODEL.OPEN_VOCAB.EMBEDDINGS`` and classify test regions against a *test vocabulary* (by default
+the ``thing_classes`` of ``DATASETS.TEST[0]``). :class:`PhraseVocabularyMixin` holds both, loads them
+lazily (a 51K-phrase bank is only read by a model that trains or evaluates) and lets a caller swap
+the vocabulary (``set_test_vocabulary``) to evaluate on another dataset or to run the demo with any
+list of phrases.
+"""
+from __future__ import annotations
+
+import functools
+import logging
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+
+import torch
+from torch import Tensor
+
+from detectron2.structures import Instances
+
+from ..text.prompts import normalize_phrase
+
+__all__ = ["PhraseVocabularyMixin", "vocabulary_kwargs_from_config", "index_phrases", "instance_phrases"]
+
+logger = logging.getLogger(__name__)
+
+
+def vocabulary_kwargs_from_config(cfg) -> Dict[str, Any]:
+    """The ``__init__`` keyword arguments of :class:`PhraseVocabularyMixin` for ``cfg``."""
+    from ..text.bank import load_bank_for_cfg, load_test_vocabulary
+
+    return {
+        "phrase_bank_loader": functools.partial(load_bank_for_cfg, cfg.clone()),
+        "test_vocabulary_loader": functools.partial(load_test_vocabulary, cfg.clone()),
+        "default_test_dataset": cfg.DATASETS.TEST[0] if len(cfg.DATASETS.TEST) else None,
+    }
+
+
+def index_phrases(phrase_lists: Sequence[Sequence[str]], index: Dict[str, int], device) -> List[Tensor]:
+    """Map each list of phrases to indices in ``index`` (new phrases are appended to it, in order).
+
+    ``index`` thus ends up as the batch vocabulary in first-appearance order; the returned tensors
+    are long tensors on ``device``.
+    """
+    return [
+        torch.as_tensor([index.setdefault(p, len(index)) for p in phrases], dtype=torch.long, device=device)
+        for phrases in phrase_lists
+    ]
+
+
+def instance_phrases(inst: Instances, model_name: str) -> List[str]:
+    """``inst.gt_phrases`` (SPEC 2.2), or ``[]`` for an empty image; a clear error when missing."""
+    if len(inst) == 0:
+        return []
+    if not inst.has("gt_phrases"):
+        raise KeyError(f"{model_name} needs Instances.gt_phrases (SPEC 2.2); use alpseg's dataset mapper")
+    return list(inst.gt_phrases)
+
+
+class PhraseVocabularyMixin:
+    """Mix into an ``nn.Module`` meta-architecture that has a ``device`` property.
+
+    Call :meth:`_init_vocabulary` from ``__init__``. Training code calls :meth:`embed_phrases` with
+    the batch's phrases; inference code reads :attr:`test_vocabulary`.
+    """
+
+    def _init_vocabulary(
+        self,
+        phrase_bank: Any = None,
+        phrase_bank_loader: Optional[Callable[[], Any]] = None,
+        test_vocabulary_loader: Optional[Callable[[Any, Optional[str]], Any]] = None,
+        default_test_dataset: Optional[str] = None,
+    ) -> None:
+        """
+        Args:
+            phrase_bank: an object with ``lookup(phrases) -> (K, D) tensor`` (``PhraseBank``); if
+                None, ``phrase_bank_loader()`` makes it on first use.
+            test_vocabulary_loader: ``(bank, default_test_dataset) -> Vocabulary`` (phrases and
+                embeddings), used on the first inference unless :meth:`set_test_vocabulary` was called.
+            default_test_dataset: the dataset whose ``thing_classes`` are the test vocabulary when
+                ``MODEL.OPEN_VOCAB.TEST_VOCABULARY`` is empty (``DATASETS.TEST[0]``).
+        """
+        self._phrase_bank = phrase_bank
+        self._phrase_bank_loader = phrase_bank_loader
+        self._test_vocabulary_loader = test_vocabulary_loader
+        self.default_test_dataset = default_test_dataset
+        self._test_vocab: Optional[Tuple[List[str], Tensor]] = None
+
+    @property
+    def phrase_bank(self):
+        """The phrase bank (``MODEL.OPEN_VOCAB.EMBEDDINGS``, checked against the config's encoder)."""
+        if self._phrase_bank is None:
+            if self._phrase_bank_loader is None:
+                raise ValueError(f"{type(self).__name__} has no phrase bank: pass phrase_bank or build it from a config")
+            self._phrase_bank = self._phrase_bank_loader()
+        return self._phrase_bank
+
+    @phrase_bank.setter
+    def phrase_bank(self, bank) -> None:
+        """Use ``bank`` (anything with ``lookup(phrases) -> (K, D)``) instead of the configured file."""
+        self._phrase_bank = bank
+
+    def embed_phrases(self, phrases: Sequence[str]) -> Tensor:
+        """(K, D) float32 embeddings of ``phrases`` on the model's device (``KeyError`` if missing)."""
+        emb = self.phrase_bank.lookup(list(phrases))
+        return torch.as_tensor(emb).to(device=self.device, dtype=torch.float32)
+
+    def set_test_vocabulary(self, phrases: Sequence[str], embeddings: Optional[Tensor] = None) -> None:
+        """Classes to detect at test time (``pred_classes`` index into ``phrases``).
+
+        Without ``embeddings`` the phrases are looked up in the phrase bank. Call this before
+        evaluating on a dataset other than ``DATASETS.TEST[0]``.
+        """
+        phrases = [normalize_phrase(p) for p in phrases]
+        if not phrases:
+            raise ValueError("empty test vocabulary")
+        emb = self.embed_phrases(phrases) if embeddings is None else embeddings.to(self.device).float()
+        if emb.shape[0] != len(phrases):
+            raise ValueError(f"{len(phrases)} phrases but {emb.shape[0]} embeddings")
+        self._test_vocab = (phrases, emb)
+
+    @property
+    def test_vocabulary(self) -> Tuple[List[str], Tensor]:
+        """(phrases, (K, D) embeddings) of the test vocabulary, loaded from the config on first use."""
+        if self._test_vocab is None:
+            if self._test_vocabulary_loader is None:
+                raise ValueError(f"{type(self).__name__} has no test vocabulary: call set_test_vocabulary() first")
+            vocab = self._test_vocabulary_loader(self.phrase_bank, self.default_test_dataset)
+            self.set_test_vocabulary(vocab.phrases, vocab.embeddings)
+            logger.info(f"{type(self).__name__} test vocabulary: {len(self._test_vocab[0])} phrases")
+        phrases, emb = self._test_vocab
+        if emb.device != self.device:  # the model was moved after the vocabulary was set
+            emb = emb.to(self.device)
+            self._test_vocab = (phrases, emb)
+        return self._test_vocab
