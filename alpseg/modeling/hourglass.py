@@ -45,6 +45,11 @@ from detectron2.structures import Instances
 __all__ = ["HourglassMaskHead", "ResidualBlock", "hourglass_stage_blocks", "select_mask_instances"]
 
 NUM_STAGES = 5  # enc0, enc1, center, dec1, dec0
+# The head runs even on a batch without any masked instance (see ``forward``). torch's SyncBatchNorm
+# cannot do that under detectron2's ``Conv2d`` (it asserts on empty inputs); detectron2's
+# NaiveSyncBatchNorm in "N" mode can (it weights each process's statistics by its pixel count, so
+# an empty process takes part in the all-reduce with weight 0). "SyncBN" therefore means that one here.
+_EMPTY_SAFE_NORMS = {"SyncBN": "naiveSyncBN_N", "nnSyncBN": "naiveSyncBN_N"}
 # Order in which stages receive extra blocks when D / 2 is not a multiple of 5: deepest first.
 _EXTRA_BLOCK_ORDER = (2, 1, 3, 0, 4)
 
@@ -126,10 +131,11 @@ class HourglassMaskHead(BaseMaskRCNNHead):
             depth: 3x3 convs on the main path (even, >= 10).
             width: channels inside the hourglass.
             norm: normalization of every conv (``detectron2.layers.get_norm`` names; "SyncBN" in
-                the paper's configs).
+                the paper's configs, built as detectron2's empty-safe "naiveSyncBN_N").
             kwargs: ``loss_weight``, ``vis_period`` of :class:`BaseMaskRCNNHead`.
         """
         super().__init__(**kwargs)
+        norm = _EMPTY_SAFE_NORMS.get(norm, norm) if isinstance(norm, str) else norm
         self.depth = int(depth)
         n_enc0, n_enc1, n_center, n_dec1, n_dec0 = hourglass_stage_blocks(self.depth)
         self.enc0 = _stage(input_shape.channels, width, n_enc0, 1, norm)

@@ -224,6 +224,20 @@ def test_alp_only_batch_has_zero_mask_loss_and_no_mask_head_gradient(bank_path):
     assert not _no_grad(model.roi_heads.box_predictor.bbox_pred)
 
 
+def test_alp_only_batch_with_syncbn_mask_head(bank_path):
+    """The paper's SyncBN mask head must step on a batch without masks (it runs on an empty batch)."""
+    torch.manual_seed(0)
+    cfg = load_config(os.path.join(REPO, "configs", "Base-MaskRCNNStar.yaml"),
+                      tiny_opts(bank_path) + ["MODEL.ROI_MASK_HEAD.NORM", "SyncBN"])
+    model = build_model(cfg)
+    model.train()
+    with EventStorage():
+        losses = model(make_batch([_alp_image(), _alp_image()]))
+    assert losses["loss_mask"].item() == 0.0
+    sum(losses.values()).backward()
+    assert _no_grad(model.roi_heads.mask_head)
+
+
 def test_none_mode_alp_images_train_nothing(bank_path):
     model = tiny_model(bank_path, mode="none")
     with EventStorage():
