@@ -206,3 +206,30 @@ def test_every_registered_name_loads_from_the_miniature_tree(miniature_with_alps
             assert mask.shape == (d["height"], d["width"]) and mask.any()
     for name in ("locnar_coco_train_alps", "locnar_oid_train_alps"):
         assert all(a["bbox_mode"] == 0 for d in loaded[name] for a in d["annotations"])  # XYXY_ABS
+
+
+def test_alternating_loader_on_the_miniature_masks_and_alps(miniature_with_alps):
+    from alpseg.config import get_cfg
+    from alpseg.data.build import build_alpseg_train_loader
+
+    cfg = get_cfg()
+    cfg.DATASETS.TRAIN = ("coco_2017_train_vocmasks", "locnar_oid_train_alps")
+    cfg.DATALOADER.ALTERNATE_DATASETS = True
+    cfg.DATALOADER.NUM_WORKERS = 2
+    cfg.SOLVER.IMS_PER_BATCH = 2
+    cfg.MODEL.MASK_ON = True
+    cfg.INPUT.LSJ.ENABLED = True
+    cfg.INPUT.LSJ.IMAGE_SIZE = 96
+    cfg.SEED = 1
+    coco_dir = os.path.join(miniature_with_alps, "coco", "train2017")
+    for i, batch in enumerate(build_alpseg_train_loader(cfg)):
+        from_coco = [os.path.dirname(b["file_name"]) == coco_dir for b in batch]
+        assert from_coco == [i % 2 == 0] * 2
+        for b in batch:
+            inst = b["instances"]
+            assert tuple(b["image"].shape) == (3, 96, 96)
+            assert (inst.gt_is_alp == (i % 2 == 1)).all() and (inst.gt_has_mask == (i % 2 == 0)).all()
+            if i % 2 == 0:
+                assert set(inst.gt_phrases) <= set(voc_classes())
+        if i == 19:
+            break
