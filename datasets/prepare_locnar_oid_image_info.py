@@ -20,8 +20,8 @@ from alpseg.data.datasets.image_info import narrative_image_ids, write_image_inf
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--root", default=os.getenv("DETECTRON2_DATASETS", "datasets"), help="datasets root")
-    p.add_argument("--narratives", nargs="+",
-                   help="LocNar JSONL files (default: ROOT/localized_narratives/open_images_train_v6_localized_narratives.jsonl)")
+    p.add_argument("--narratives", nargs="+", help="LocNar JSONL files (default: ROOT/localized_narratives/"
+                                                     "open_images_train_v6_localized_narratives.jsonl)")
     p.add_argument("--images-dir", help="default: ROOT/openimages/train")
     p.add_argument("--output", help="default: ROOT/openimages/annotations/locnar_oid_train_image_info.json")
     p.add_argument("--workers", type=int, default=4, help="processes reading image headers")

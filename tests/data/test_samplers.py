@@ -142,7 +142,8 @@ def test_empty_filter_keeps_image_level_phrase_records(tmp_path):
     path = write_image(str(tmp_path / "x.png"), 24, 24)
     dicts = [{"file_name": path, "image_id": 1, "annotations": [], "image_phrases": ["a dog"]},
              {"file_name": path, "image_id": 2, "annotations": []},
-             {"file_name": path, "image_id": 3, "annotations": [{"bbox": [0, 0, 5, 5], "iscrowd": 1, "phrase": "people"}]}]
+             {"file_name": path, "image_id": 3,
+             "annotations": [{"bbox": [0, 0, 5, 5], "iscrowd": 1, "phrase": "people"}]}]
     DatasetCatalog.register("h5phrases", lambda: dicts)
     try:
         assert [d["image_id"] for d in get_alpseg_dataset_dicts("h5phrases")] == [1]

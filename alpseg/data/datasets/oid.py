@@ -6,9 +6,9 @@ position of the class in the class-descriptions file, which therefore fixes ``th
 
 * :func:`load_oid_challenge_segmentation`: one dict per image that has challenge GT box or mask rows;
   its annotations are the mask rows, each with a COCO RLE ``segmentation`` (the challenge encoding
-  base64(zlib(RLE counts)) undone by ``alpseg.evaluation.oid_masks``) and ``iscrowd`` = IsGroupOf. Images with box rows only appear with
-  no annotations: the evaluator reads the complete ground truth from the CSVs (metadata ``oid_gt``),
-  the dicts are what the model runs on.
+  base64(zlib(RLE counts)) undone by ``alpseg.evaluation.oid_masks``) and ``iscrowd`` = IsGroupOf.
+  Images with box rows only appear with no annotations: the evaluator reads the complete ground truth
+  from the CSVs (metadata ``oid_gt``), the dicts are what the model runs on.
 * :func:`load_oid_boxes`: OID v6 training boxes on the images of an image-info JSON (the LocNar-OID
   images), restricted to the class list; group-of boxes get ``iscrowd`` = 1 (ignored in training,
   like COCO crowd regions).
