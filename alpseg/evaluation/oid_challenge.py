@@ -39,7 +39,6 @@ from dataclasses import dataclass, field
 from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
-import pycocotools.mask as mask_utils
 
 from .oid_hierarchy import ClassHierarchy, expand_ground_truth
 from .oid_io import (
@@ -50,7 +49,7 @@ from .oid_io import (
     read_class_list,
     read_ground_truth_csvs,
 )
-from .oid_masks import RLE, decode_challenge_mask, rle_boxes_normalized, rle_iou
+from .oid_masks import RLE, decode_challenge_masks, rle_areas, rle_boxes_normalized, rle_iou
 
 __all__ = [
     "PreparedImage",
@@ -146,28 +145,41 @@ def prepare_ground_truth(gt: ChallengeGroundTruth, class_mids: Optional[Sequence
     class_mids = list(dict.fromkeys(class_mids))
     index = {m: i for i, m in enumerate(class_mids)}
 
-    per_image: Dict[str, dict] = defaultdict(lambda: {"labels": [], "boxes": [], "group": [], "masks": [],
-                                                      "classes": set(), "size": None})
+    joined = []
     for key, mrow in _join_boxes_and_masks(gt):
-        label, image_id, xmin, xmax, ymin, ymax, group = key
-        if label not in index:
+        if key[0] not in index:
             skipped["gt_rows_of_unknown_classes"] += 1
             continue
+        joined.append((key, mrow))
+    with_mask = [i for i, (_, mrow) in enumerate(joined) if mrow is not None and mrow.mask]
+    decoded, errors = decode_challenge_masks([joined[i][1].mask for i in with_mask],
+                                             [joined[i][1].width for i in with_mask],
+                                             [joined[i][1].height for i in with_mask])
+    for i, err in zip(with_mask, errors):
+        if err:
+            key = joined[i][0]
+            raise ValueError(f"GT mask of image {key[1]}, class {key[0]}: {err}")
+    rles: List[Optional[RLE]] = [None] * len(joined)
+    for i, rle in zip(with_mask, decoded):
+        rles[i] = rle
+    areas = rle_areas(decoded)
+
+    per_image: Dict[str, dict] = defaultdict(lambda: {"labels": [], "boxes": [], "group": [], "masks": [],
+                                                      "classes": set(), "size": None})
+    for i, area in zip(with_mask, areas):
+        key, mrow = joined[i]
+        img = per_image[key[1]]
+        size = (int(mrow.height), int(mrow.width))
+        if img["size"] is None:
+            img["size"] = size
+        elif img["size"] != size:
+            raise ValueError(f"GT masks of image {key[1]} have different sizes {img['size']} and {size} "
+                             "(height, width); every mask of an image must be at the image's size")
+        if int(area) == 0:
+            rles[i] = None  # an empty mask is no mask
+    for (key, _), rle in zip(joined, rles):
+        label, image_id, xmin, xmax, ymin, ymax, group = key
         img = per_image[image_id]
-        rle = None
-        if mrow is not None and mrow.mask:
-            try:
-                rle = decode_challenge_mask(mrow.mask, mrow.width, mrow.height)
-            except ValueError as e:
-                raise ValueError(f"GT mask of image {image_id}, class {label}: {e}") from None
-            size = (int(mrow.height), int(mrow.width))
-            if img["size"] is None:
-                img["size"] = size
-            elif img["size"] != size:
-                raise ValueError(f"GT masks of image {image_id} have different sizes {img['size']} and {size} "
-                                 "(height, width); every mask of an image must be at the image's size")
-            if int(mask_utils.area([rle])[0]) == 0:
-                rle = None
         img["labels"].append(index[label])
         img["boxes"].append((xmin, ymin, xmax, ymax))
         img["group"].append(bool(group))

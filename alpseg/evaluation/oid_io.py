@@ -25,7 +25,7 @@ from typing import Dict, Iterable, Iterator, List, Mapping, NamedTuple, Optional
 
 import numpy as np
 
-from .oid_masks import RLE, decode_challenge_mask, rle_to_challenge_string
+from .oid_masks import RLE, decode_challenge_masks, rle_to_challenge_string
 
 __all__ = [
     "BoxRow",
@@ -362,37 +362,48 @@ class ChallengePredictionsCSV(Mapping):
         for start, end in runs:
             fh.seek(start)
             chunks.append(fh.read(end - start).decode("utf-8"))
-        labels, scores, masks = [], [], []
+        labels, scores, texts, widths, heights = [], [], [], [], []
         skipped: Counter = Counter()
-        i_id, i_w, i_h, i_label, i_score, i_mask = self._idx
+        _, i_w, i_h, i_label, i_score, i_mask = self._idx
+        need = max(self._idx)
+
+        def bad_row(message: str) -> None:
+            if self.strict:
+                raise ValueError(f"{self.path}: malformed prediction row of image {image_id}: {message}")
+            skipped["malformed_prediction_rows"] += 1
+
         for row in csv.reader(io.StringIO("".join(chunks))):
             if not row:
                 continue
             try:
-                if len(row) <= max(self._idx):
+                if len(row) <= need:
                     raise ValueError("too few columns")
-                text = row[i_mask].strip()
                 width, height = int(float(row[i_w])), int(float(row[i_h]))
                 score = float(row[i_score])
                 if not np.isfinite(score):
                     raise ValueError(f"score {row[i_score]!r} is not finite")
-                if text:
-                    rle = decode_challenge_mask(text, width, height)
-                else:  # an empty Mask field is an empty mask: the metric drops it (and counts it)
-                    rle = {"size": [height, width], "counts": _empty_counts(width, height)}
             except ValueError as e:
-                if self.strict:
-                    raise ValueError(f"{self.path}: malformed prediction row of image {image_id}: {e}") from None
-                skipped["malformed_prediction_rows"] += 1
+                bad_row(str(e))
                 continue
             labels.append(row[i_label].strip())
             scores.append(score)
-            masks.append(rle)
+            texts.append(row[i_mask].strip())
+            widths.append(width)
+            heights.append(height)
+        # an empty Mask field is an empty mask: the metric drops it (and counts it)
+        filled = [i for i, t in enumerate(texts) if t]
+        decoded, errors = decode_challenge_masks([texts[i] for i in filled], [widths[i] for i in filled],
+                                                 [heights[i] for i in filled])
+        rles: List[Optional[RLE]] = [{"size": [h, w], "counts": b""} for w, h in zip(widths, heights)]
+        ok = [True] * len(texts)
+        for i, rle, err in zip(filled, decoded, errors):
+            if err:
+                bad_row(err)
+                ok[i] = False
+            rles[i] = rle
+        if not all(ok):
+            labels = [x for x, good in zip(labels, ok) if good]
+            scores = [x for x, good in zip(scores, ok) if good]
+        masks = [r for r, good in zip(rles, ok) if good]
         return ImagePredictions(labels, np.asarray(scores, dtype=np.float64), masks, skipped)
 
-
-def _empty_counts(width: int, height: int) -> bytes:
-    import pycocotools.mask as mask_utils
-
-    return mask_utils.encode(np.zeros((max(height, 1), max(width, 1)), dtype=np.uint8, order="F"))["counts"] \
-        if width * height > 0 else b""

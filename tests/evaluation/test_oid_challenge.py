@@ -310,3 +310,11 @@ def test_already_expanded_files_are_not_expanded_again():
     r = evaluate_oid_challenge(once, to_predictions([P("i1", "/m/animal", 0.9, G1)]), hierarchy=HIERARCHY,
                                num_workers=1, progress=False)
     assert r["num_gt"]["/m/animal"] == 1  # not 2
+
+
+def test_more_than_255_predictions_in_one_image():
+    # pycocotools 2.0.11's area() breaks on lists longer than 255 under numpy 2; the metric must not
+    ba, ma = gt_instance("i1", A, G1)
+    preds = [P("i1", A, 0.5 + k / 1000, ELSEWHERE) for k in range(300)] + [P("i1", A, 0.1, G1)]
+    r = run(ba, ma, [], preds, max_predictions_per_image=None)
+    assert r["per_class"][A] == pytest.approx(1 / 301)
