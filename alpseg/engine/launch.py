@@ -2,13 +2,16 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
+import os
 from typing import Any, Dict
 
 import torch
 from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.engine import default_argument_parser, default_setup, launch
 from detectron2.utils import comm
+from detectron2.utils.file_io import PathManager
 
 from alpseg.config import load_config
 
@@ -42,18 +45,33 @@ def setup_cfg(args: argparse.Namespace):
     return cfg
 
 
+def write_results(results: Dict[str, Any], output_dir: str) -> None:
+    """Save the final evaluation results as OUTPUT_DIR/results.json (atomically, main process)."""
+    if not comm.is_main_process() or not results:
+        return
+    PathManager.mkdirs(output_dir)
+    path = os.path.join(output_dir, "results.json")
+    with open(path + ".tmp", "w", encoding="utf-8") as f:
+        json.dump(results, f, indent=2, default=float)
+    os.replace(path + ".tmp", path)
+    logger.info("results written to %s", path)
+
+
 def train_or_evaluate(args: argparse.Namespace) -> Dict[str, Any]:
     cfg = setup_cfg(args)
     if args.eval_only:
         model = AlpsegTrainer.build_model(cfg)
         DetectionCheckpointer(model, save_dir=cfg.OUTPUT_DIR).resume_or_load(cfg.MODEL.WEIGHTS, resume=args.resume)
         results = AlpsegTrainer.test(cfg, model)
-        if comm.is_main_process():
-            logger.info("evaluation results: %s", results)
-        return results
-    trainer = AlpsegTrainer(cfg)
-    trainer.resume_or_load(resume=args.resume)
-    return trainer.train()
+    else:
+        trainer = AlpsegTrainer(cfg)
+        trainer.resume_or_load(resume=args.resume)
+        results = trainer.train()
+        # DefaultTrainer returns results only when TEST.EXPECTED_RESULTS is set; its EvalHook still
+        # evaluates at the end of training and keeps them here.
+        results = results or getattr(trainer, "_last_eval_results", None)
+    write_results(results, cfg.OUTPUT_DIR)
+    return results
 
 
 def main(argv=None) -> None:
