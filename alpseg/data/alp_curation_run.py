@@ -31,6 +31,7 @@ from .alp_curation import (
     accept_narrative,
     alp_sort_key,
     curate_doc,
+    head_lemmatizer,
     load_image_info,
     load_spacy_pipeline,
     pipe_with_payloads,
@@ -194,11 +195,12 @@ class CurationJob:
                 done.add(j)
                 session.add(chunk.report)
 
+        lemmatize = head_lemmatizer(nlp)
         try:
             for doc, (k, narrative, image) in pipe_with_payloads(nlp, feed(), self.workers, self.batch_size):
                 flush_before(k)
                 chunk = pending[k]
-                chunk.alps += curate_doc(narrative, doc, image, self.config, chunk.report)
+                chunk.alps += curate_doc(narrative, doc, image, self.config, chunk.report, lemmatize)
             flush_before(float("inf"))
         finally:
             bar.close()

