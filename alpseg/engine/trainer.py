@@ -7,6 +7,7 @@ GPU, multi-GPU launch. What alpseg adds:
 * the training loader is :func:`alpseg.data.build.build_alpseg_train_loader` (ALP-aware mapper, LSJ,
   alternating multi-dataset batches);
 * the evaluator of each test set is chosen from its metadata ``evaluator_type``;
+* after ``--resume`` the loader continues the interrupted run's batch sequence;
 * runs on CPU: AMP (CUDA-only in detectron2) is switched off with a warning when there is no GPU.
 """
 from __future__ import annotations
@@ -71,10 +72,16 @@ class AlpsegTrainer(DefaultTrainer):
         super().__init__(cfg)
 
     @classmethod
-    def build_train_loader(cls, cfg):
+    def build_train_loader(cls, cfg, start_iter: int = 0):
         from alpseg.data.build import build_alpseg_train_loader
 
-        return build_alpseg_train_loader(cfg)
+        return build_alpseg_train_loader(cfg, start_iter=start_iter)
+
+    def resume_or_load(self, resume: bool = True):
+        super().resume_or_load(resume=resume)
+        if self.start_iter > 0:
+            # Continue the exact batch sequence of the interrupted run, not a fresh one from batch 0.
+            self._trainer.reset_data_loader(lambda: self.build_train_loader(self.cfg, self.start_iter))
 
     @classmethod
     def build_test_loader(cls, cfg, dataset_name):
