@@ -14,7 +14,7 @@ import copy
 import logging
 import os
 from collections import OrderedDict
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Mapping, Optional, Sequence
 
 import numpy as np
 from detectron2.evaluation import COCOEvaluator
@@ -26,17 +26,22 @@ __all__ = ["COCOBaseNovelEvaluator", "per_category_ap50"]
 logger = logging.getLogger(__name__)
 
 
-def per_category_ap50(coco_eval, class_names: Sequence[str]) -> Dict[str, float]:
-    """AP50 (percent) per category from a finished COCOeval; NaN for categories without GT."""
+def per_category_ap50(coco_eval, id_to_name: Mapping[int, str]) -> Dict[str, float]:
+    """AP50 (percent) per category of a finished COCOeval, by name; NaN for categories without GT.
+
+    ``id_to_name`` maps the dataset's category ids to class names; COCOeval's category axis follows
+    ``params.catIds``.
+    """
     precision = coco_eval.eval["precision"]  # (iou, recall, class, area, max dets)
-    if precision.shape[2] != len(class_names):
-        raise ValueError(f"COCOeval has {precision.shape[2]} categories but {len(class_names)} class names")
+    cat_ids = list(coco_eval.params.catIds)
+    if precision.shape[2] != len(cat_ids):
+        raise ValueError(f"COCOeval has {precision.shape[2]} categories but {len(cat_ids)} category ids")
     iou_index = int(np.flatnonzero(np.isclose(coco_eval.params.iouThrs, 0.5))[0])
     out = {}
-    for k, name in enumerate(class_names):
+    for k, cat in enumerate(cat_ids):
         p = precision[iou_index, :, k, 0, -1]
         p = p[p > -1]
-        out[name] = float(np.mean(p) * 100) if p.size else float("nan")
+        out[id_to_name.get(cat, str(cat))] = float(np.mean(p) * 100) if p.size else float("nan")
     return out
 
 
@@ -66,6 +71,29 @@ class COCOBaseNovelEvaluator(COCOEvaluator):
         self._name = dataset_name
         self._plot = plot
         self.per_category_ap50: Dict[str, Dict[str, float]] = {}
+        id_map = self._metadata.get("thing_dataset_id_to_contiguous_id", None)
+        if id_map:
+            self._id_to_name = {int(i): names[c] for i, c in id_map.items()}
+            self._restrict_gt_to_thing_classes(set(self._id_to_name))
+        else:
+            self._id_to_name = {c["id"]: c["name"] for c in self._coco_api.loadCats(self._coco_api.getCatIds())}
+
+    def _restrict_gt_to_thing_classes(self, cat_ids) -> None:
+        """Drop GT categories the dataset does not evaluate (e.g. the 15 classes ZSD leaves out of
+        its 65), so that COCOeval's category axis is exactly the dataset's classes."""
+        from pycocotools.coco import COCO
+
+        extra = set(self._coco_api.getCatIds()) - cat_ids
+        if not extra:
+            return
+        ds = self._coco_api.dataset
+        sub = COCO()
+        sub.dataset = dict(ds, categories=[c for c in ds["categories"] if c["id"] in cat_ids],
+                           annotations=[a for a in ds["annotations"] if a["category_id"] in cat_ids])
+        sub.createIndex()
+        self._coco_api = sub
+        logger.info("%s: evaluating %d categories; ground truth of %d other categories ignored", self._name,
+                    len(cat_ids), len(extra))
 
     def _derive_coco_results(self, coco_eval, iou_type, class_names=None):
         results = super()._derive_coco_results(coco_eval, iou_type, class_names=class_names)
@@ -74,7 +102,7 @@ class COCOBaseNovelEvaluator(COCOEvaluator):
         if coco_eval is None or not class_names:
             results["AP50-base"] = results["AP50-novel"] = float("nan")
             return results
-        per_class = per_category_ap50(coco_eval, class_names)
+        per_class = per_category_ap50(coco_eval, self._id_to_name)
         self.per_category_ap50[iou_type] = per_class
         results["AP50-base"] = _nanmean([per_class[n] for n in self._base])
         results["AP50-novel"] = _nanmean([per_class[n] for n in self._novel])

@@ -143,10 +143,16 @@ class OIDChallengeEvaluator(DatasetEvaluator):
 
         paths = self._metadata.oid_gt
         gt = read_ground_truth_csvs(paths.get("boxes"), paths.get("masks"), paths.get("labels"))
+        hierarchy = paths.get("hierarchy") or None
+        if hierarchy and not os.path.isfile(hierarchy):
+            logger.warning("%s: hierarchy file %s not found; evaluating WITHOUT hierarchical expansion of the "
+                           "ground truth (parent classes then have no GT of their children)", self._dataset_name,
+                           hierarchy)
+            hierarchy = None
         base = self._names_to_mids(getattr(self._metadata, "base_classes", None) or [])
         novel = self._names_to_mids(getattr(self._metadata, "novel_classes", None) or [])
         results = evaluate_oid_challenge(
-            gt, predictions, group_of_weight=self._group_of_weight, hierarchy=paths.get("hierarchy") or None,
+            gt, predictions, group_of_weight=self._group_of_weight, hierarchy=hierarchy,
             base_classes=base if (base or novel) else None, novel_classes=novel or None, class_mids=self._mids,
             max_predictions_per_image=self._max_predictions, num_workers=self._num_workers,
             progress=comm.is_main_process())
@@ -156,6 +162,7 @@ class OIDChallengeEvaluator(DatasetEvaluator):
             names = {m: display.get(m, n) for m, n in names.items()}
         results["class_names"] = {m: names.get(m, m) for m in results["per_class"]}
         results["dataset"] = self._dataset_name
+        results["hierarchy"] = hierarchy
         log_results(results, logger, title=f"Open Images challenge mask AP50 on {self._dataset_name}")
         if self._output_dir:
             write_report(results, self._output_dir, class_names=names, base_classes=base,

@@ -13,8 +13,8 @@ from alpseg.evaluation.base_novel import COCOBaseNovelEvaluator
 
 S = 20
 CATS = [(1, "apple"), (2, "bus"), (3, "cat")]
-# (image id, category id, x0, y0, x1, y1)
-GT = [(1, 1, 1, 1, 8, 8), (1, 2, 10, 10, 18, 18), (2, 3, 2, 2, 12, 12)]
+# (image id, category id, x0, y0, x1, y1); category 4 is in the JSON but not evaluated (like ZSD's 15)
+GT = [(1, 1, 1, 1, 8, 8), (1, 2, 10, 10, 18, 18), (2, 3, 2, 2, 12, 12), (2, 4, 14, 0, 19, 5)]
 
 
 def _ann(i, img, cat, x0, y0, x1, y1):
@@ -26,7 +26,7 @@ def _ann(i, img, cat, x0, y0, x1, y1):
 def coco_dataset(tmp_path):
     data = {"images": [{"id": i, "file_name": f"{i}.jpg", "width": S, "height": S} for i in (1, 2)],
             "annotations": [_ann(k + 1, *g) for k, g in enumerate(GT)],
-            "categories": [{"id": c, "name": n} for c, n in CATS]}
+            "categories": [{"id": c, "name": n} for c, n in CATS + [(4, "dog")]]}
     path = tmp_path / "instances.json"
     path.write_text(json.dumps(data))
     name = f"test_coco_bn_{uuid.uuid4().hex[:8]}"
