@@ -1,0 +1,202 @@
+"""detectron2 fine-tuning transfer tasks: COCO / LVIS instance segmentation, VOC07+12 detection and
+LocTex's limited-data COCO, each from a config in ``configs/transfer/``.
+
+A task loads its config (``_BASE_`` chains into detectron2's model zoo), points ``MODEL.WEIGHTS`` at
+the converted backbone pkl and trains with :class:`TransferTrainer` (alpseg's trainer with
+detectron2's stock data loaders, since these are standard closed-vocabulary datasets). Right after
+the weights are loaded every backbone tensor is checked to sit unchanged in the model
+(:func:`~alpseg.transfer.checkpoints.verify_backbone_loaded`), so a run never trains from a partly
+loaded backbone. ``resume`` continues from the task's last detectron2 checkpoint. Training runs
+under detectron2's ``launch`` (``num_gpus`` processes); the main process writes the evaluation
+results to ``<output_dir>/d2_results.json``, which is what the caller reads back.
+
+LocTex limited-data COCO: the training set is a fixed, seeded fraction of ``coco_2017_train``
+(:func:`~alpseg.transfer.datasets.register_subset`) and ``MAX_ITER`` / ``STEPS`` are scaled by
+the same fraction (at least one iteration); explicit overrides still win.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import pickle
+from typing import Any, Dict, List, Optional, Sequence
+
+import numpy as np
+import torch
+from detectron2.data import MetadataCatalog, build_detection_test_loader, build_detection_train_loader
+from detectron2.engine import launch
+from detectron2.utils import comm
+from detectron2.utils.logger import setup_logger
+
+from alpseg.config import load_config
+from alpseg.engine import AlpsegTrainer
+
+from . import modeling  # noqa: F401  (Res5ROIHeadsExtraNorm must be registered in every process)
+from .checkpoints import verify_backbone_loaded
+from .datasets import register_subset, register_under_root, required_paths, subset_name
+
+__all__ = ["Detectron2TaskSpec", "TransferTrainer", "build_task_cfg", "missing_dataset_paths",
+           "run_detectron2_task", "flatten_results"]
+
+logger = logging.getLogger(__name__)
+
+CONFIG_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
+                          "configs", "transfer")
+RESULTS_FILE = "d2_results.json"
+
+
+@dataclasses.dataclass(frozen=True)
+class Detectron2TaskSpec:
+    """A detectron2 transfer task: its config and, for LocTex, the training fraction."""
+
+    config: str  # file name under configs/transfer/ or a path
+    subset_percent: Optional[float] = None  # train on this % of DATASETS.TRAIN[0], schedule scaled
+    subset_seed: int = 0
+
+    @property
+    def config_path(self) -> str:
+        return self.config if os.path.isfile(self.config) else os.path.join(CONFIG_DIR, self.config)
+
+
+class TransferTrainer(AlpsegTrainer):
+    """AlpsegTrainer (evaluators from metadata, CPU-safe AMP) with detectron2's stock loaders."""
+
+    @classmethod
+    def build_train_loader(cls, cfg):
+        return build_detection_train_loader(cfg)
+
+    @classmethod
+    def build_test_loader(cls, cfg, dataset_name):
+        return build_detection_test_loader(cfg, dataset_name)
+
+    @classmethod
+    def build_evaluator(cls, cfg, dataset_name, output_folder=None):
+        if getattr(MetadataCatalog.get(dataset_name), "evaluator_type", None) == "lvis":
+            _lvis_numpy_compat()
+        return super().build_evaluator(cfg, dataset_name, output_folder)
+
+
+def _lvis_numpy_compat() -> None:
+    """lvis 0.5.3 (the newest on PyPI) accumulates with ``np.float``, which numpy 1.24 removed;
+    give it back the alias (``float``, what it always meant) before LVIS evaluation runs."""
+    if "float" not in np.__dict__:
+        np.float = float  # type: ignore[attr-defined]
+
+
+def _schedule_opts(cfg, fraction: float) -> List[str]:
+    max_iter = max(1, int(round(cfg.SOLVER.MAX_ITER * fraction)))
+    steps = tuple(max(1, int(round(s * fraction))) for s in cfg.SOLVER.STEPS)
+    return ["SOLVER.MAX_ITER", str(max_iter), "SOLVER.STEPS", str(steps)]
+
+
+def build_task_cfg(spec: Detectron2TaskSpec, backbone_pkl: str, output_dir: str, opts: Sequence[str] = (),
+                   use_gpu: Optional[bool] = None):
+    """The task's config: schedule scaling (LocTex) first, then ``opts``, then weights / output /
+    device, which belong to the suite."""
+    path = spec.config_path
+    cfg = load_config(path)
+    extra: List[str] = []
+    if spec.subset_percent is not None:
+        extra += _schedule_opts(cfg, spec.subset_percent / 100.0)
+        base = cfg.DATASETS.TRAIN[0]
+        extra += ["DATASETS.TRAIN", str((subset_name(base, spec.subset_percent, spec.subset_seed),))]
+    cfg.merge_from_list(extra + list(opts))
+    cfg.MODEL.WEIGHTS = backbone_pkl
+    cfg.OUTPUT_DIR = output_dir
+    if use_gpu is None:
+        use_gpu = torch.cuda.is_available()
+    if not use_gpu:
+        cfg.MODEL.DEVICE = "cpu"
+    return cfg
+
+
+def _dataset_names(cfg, spec: Detectron2TaskSpec) -> List[str]:
+    train = list(cfg.DATASETS.TRAIN)
+    if spec.subset_percent is not None:
+        train = [load_config(spec.config_path).DATASETS.TRAIN[0]]
+    return train + list(cfg.DATASETS.TEST)
+
+
+def missing_dataset_paths(cfg, spec: Detectron2TaskSpec, datasets_root: str) -> List[str]:
+    """Expected files / folders of the task's datasets that do not exist under ``datasets_root``."""
+    return [p for name in _dataset_names(cfg, spec) for p in required_paths(name, datasets_root)
+            if not os.path.exists(p)]
+
+
+def flatten_results(results: Dict[str, Any], prefix: str = "") -> Dict[str, float]:
+    """``{"bbox": {"AP": 1}}`` -> ``{"bbox/AP": 1}`` (also one level of dataset names)."""
+    flat: Dict[str, float] = {}
+    for k, v in results.items():
+        if isinstance(v, dict):
+            flat.update(flatten_results(v, f"{prefix}{k}/"))
+        else:
+            flat[f"{prefix}{k}"] = float(v)
+    return flat
+
+
+def _load_pkl_weights(path: str) -> Dict[str, torch.Tensor]:
+    with open(path, "rb") as f:
+        payload = pickle.load(f)
+    return {k: torch.as_tensor(v) for k, v in payload["model"].items()}
+
+
+def _train_worker(cfg, spec: Detectron2TaskSpec, datasets_root: str, resume: bool) -> None:
+    """Runs in every launched process: register data, build, load + verify, train, evaluate."""
+    setup_logger(cfg.OUTPUT_DIR, distributed_rank=comm.get_rank(), name="alpseg")
+    names = _dataset_names(cfg, spec)
+    for name in names:
+        register_under_root(name, datasets_root)
+    if spec.subset_percent is not None:
+        register_subset(names[0], spec.subset_percent, spec.subset_seed,
+                        record_file=os.path.join(cfg.OUTPUT_DIR, "subset.json") if comm.is_main_process() else "")
+    cfg.freeze()
+    trainer = TransferTrainer(cfg)
+    resumed = resume and trainer.checkpointer.has_checkpoint()
+    trainer.resume_or_load(resume=resume)
+    if not resumed:
+        model = trainer.model.module if hasattr(trainer.model, "module") else trainer.model
+        verified = verify_backbone_loaded(model, _load_pkl_weights(cfg.MODEL.WEIGHTS))
+        logger.info("backbone verified: %d tensors loaded from %s", len(verified), cfg.MODEL.WEIGHTS)
+    trainer.train()
+    # DefaultTrainer.train() returns results only with TEST.EXPECTED_RESULTS; the final EvalHook
+    # keeps them here, and a run resumed after its last evaluation evaluates again.
+    results = getattr(trainer, "_last_eval_results", None)
+    if results is None:
+        results = TransferTrainer.test(cfg, trainer.model)
+    if comm.is_main_process():
+        tmp = os.path.join(cfg.OUTPUT_DIR, RESULTS_FILE + ".tmp")
+        with open(tmp, "w", encoding="utf-8") as f:
+            json.dump({"results": results, "max_iter": cfg.SOLVER.MAX_ITER,
+                       "train_datasets": list(cfg.DATASETS.TRAIN)}, f, indent=1)
+        os.replace(tmp, os.path.join(cfg.OUTPUT_DIR, RESULTS_FILE))
+
+
+def run_detectron2_task(
+    spec: Detectron2TaskSpec,
+    backbone_pkl: str,
+    output_dir: str,
+    datasets_root: str,
+    opts: Sequence[str] = (),
+    num_gpus: int = 1,
+    resume: bool = True,
+) -> Dict[str, Any]:
+    """Fine-tune and evaluate; returns ``{"metrics": {"bbox/AP": ...}, "max_iter": ...}``."""
+    use_gpu = torch.cuda.is_available() and num_gpus > 0
+    cfg = build_task_cfg(spec, backbone_pkl, output_dir, opts, use_gpu=use_gpu)
+    missing = missing_dataset_paths(cfg, spec, datasets_root)
+    if missing:
+        raise FileNotFoundError("dataset files missing: " + ", ".join(missing))
+    os.makedirs(output_dir, exist_ok=True)
+    results_path = os.path.join(output_dir, RESULTS_FILE)
+    if os.path.exists(results_path):
+        os.remove(results_path)
+    with open(os.path.join(output_dir, "config.yaml"), "w", encoding="utf-8") as f:
+        f.write(cfg.dump())
+    workers = min(num_gpus, torch.cuda.device_count()) if use_gpu else 1
+    launch(_train_worker, workers if use_gpu else 0, dist_url="auto", args=(cfg, spec, datasets_root, resume))
+    with open(results_path, encoding="utf-8") as f:
+        out = json.load(f)
+    return {"metrics": flatten_results(out["results"]), "max_iter": out["max_iter"],
+            "train_datasets": out["train_datasets"]}

@@ -1,0 +1,117 @@
+"""detectron2 transfer tasks: every shipped config trains 2 iterations on miniature data and reports."""
+from __future__ import annotations
+
+import glob
+import math
+import os
+import pickle
+
+import pytest
+import torch
+
+from alpseg.config import load_config
+from alpseg.transfer.checkpoints import BackboneLoadError, save_detectron2_pkl
+from alpseg.transfer.datasets import subset_image_ids
+from alpseg.transfer.finetune import CONFIG_DIR, Detectron2TaskSpec, build_task_cfg, run_detectron2_task
+
+#: Tiny images, few proposals, PreciseBN over one batch: a couple of seconds per iteration on CPU.
+TINY = ["SOLVER.MAX_ITER", "2", "SOLVER.IMS_PER_BATCH", "2", "INPUT.MIN_SIZE_TRAIN", "(64,)", "INPUT.MAX_SIZE_TRAIN",
+        "96", "INPUT.MIN_SIZE_TEST", "64", "INPUT.MAX_SIZE_TEST", "96", "TEST.PRECISE_BN.NUM_ITER", "1",
+        "DATALOADER.NUM_WORKERS", "0", "MODEL.RPN.PRE_NMS_TOPK_TEST", "50", "MODEL.RPN.POST_NMS_TOPK_TEST", "5",
+        "MODEL.RPN.POST_NMS_TOPK_TRAIN", "50", "MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE", "8",
+        "TEST.DETECTIONS_PER_IMAGE", "10", "MODEL.ROI_HEADS.SCORE_THRESH_TEST", "0.0"]
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    """Miniature COCO (lead's world generator), LVIS made from it, and a small VOC07+12."""
+    from alpseg.data.miniature import MiniatureSizes, write_miniature_world
+    from alpseg.data.miniature.lvis import write_miniature_lvis
+    from alpseg.data.miniature.voc import write_miniature_voc
+
+    root = str(tmp_path_factory.mktemp("world"))
+    write_miniature_world(root, sizes=MiniatureSizes(coco_train=4, coco_val=2, oid_train=2, oid_val=2, oid_test=2,
+                                                     image_size=64, voc=False))
+    write_miniature_lvis(root)
+    write_miniature_voc(root, images_per_split=20, image_size=64)
+    return root
+
+
+@pytest.fixture(scope="module")
+def backbone_pkl(tv_weights, tmp_path_factory):
+    path = str(tmp_path_factory.mktemp("pkl") / "backbone.pkl")
+    save_detectron2_pkl(tv_weights, path)
+    return path
+
+
+def test_every_shipped_config_has_the_virtex_differences():
+    files = sorted(glob.glob(os.path.join(CONFIG_DIR, "*.yaml")))
+    assert len(files) == 5
+    for f in files:
+        cfg = load_config(f)
+        assert cfg.INPUT.FORMAT == "RGB" and cfg.MODEL.RESNETS.STRIDE_IN_1X1 is False
+        assert list(cfg.MODEL.PIXEL_MEAN) == [123.675, 116.280, 103.530]
+        assert list(cfg.MODEL.PIXEL_STD) == [58.395, 57.120, 57.375]
+        assert cfg.MODEL.BACKBONE.FREEZE_AT == 0 and cfg.TEST.PRECISE_BN.ENABLED
+        frozen = f.endswith("frozenbn.yaml")
+        assert cfg.MODEL.RESNETS.NORM == ("FrozenBN" if frozen else "SyncBN")
+        if "FPN" in f:
+            assert cfg.MODEL.FPN.NORM == ("" if frozen else "SyncBN")
+            assert (cfg.SOLVER.STEPS, cfg.SOLVER.MAX_ITER) == ((120000, 160000), 180000)
+    lvis = load_config(os.path.join(CONFIG_DIR, "lvis_v1_mask_rcnn_R_50_FPN_2x.yaml"))
+    assert (lvis.DATALOADER.SAMPLER_TRAIN, lvis.DATALOADER.REPEAT_THRESHOLD) == ("RepeatFactorTrainingSampler", 0.001)
+    assert (lvis.TEST.DETECTIONS_PER_IMAGE, lvis.MODEL.ROI_HEADS.SCORE_THRESH_TEST) == (300, 0.0001)
+    voc = load_config(os.path.join(CONFIG_DIR, "voc0712_faster_rcnn_R_50_C4_24k.yaml"))
+    assert voc.MODEL.ROI_HEADS.NAME == "Res5ROIHeadsExtraNorm" and voc.SOLVER.MAX_ITER == 24000
+    assert voc.SOLVER.STEPS == (18000, 22000) and voc.SOLVER.WARMUP_ITERS == 100
+
+
+def test_limited_data_schedule_and_subsets():
+    spec = Detectron2TaskSpec("coco_limited_mask_rcnn_R_50_C4_2x.yaml", subset_percent=10, subset_seed=0)
+    cfg = build_task_cfg(spec, "w.pkl", "out", use_gpu=False)
+    assert cfg.SOLVER.MAX_ITER == 18000 and cfg.SOLVER.STEPS == (12000, 16000)
+    assert cfg.DATASETS.TRAIN == ("coco_2017_train_10pct_seed0",)
+    assert build_task_cfg(spec, "w", "o", ["SOLVER.MAX_ITER", "2"], use_gpu=False).SOLVER.MAX_ITER == 2  # opts win
+    ids = list(range(1000, 2000))
+    s10, s20, s50 = (subset_image_ids(ids[::-1], p, 0) for p in (10, 20, 50))
+    assert (len(s10), len(s20), len(s50)) == (100, 200, 500)
+    assert set(s10) < set(s20) < set(s50)  # nested
+    assert s10 == subset_image_ids(ids, 10, 0) and s10 != subset_image_ids(ids, 10, 1)
+
+
+@pytest.mark.parametrize("config,percent,keys", [
+    ("coco_mask_rcnn_R_50_FPN_2x.yaml", None, ("bbox/AP", "segm/AP75")),
+    ("lvis_v1_mask_rcnn_R_50_FPN_2x.yaml", None, ("segm/AP", "segm/APr")),
+    ("lvis_v1_mask_rcnn_R_50_FPN_2x_frozenbn.yaml", None, ("segm/AP",)),
+    ("voc0712_faster_rcnn_R_50_C4_24k.yaml", None, ("bbox/AP", "bbox/AP50", "bbox/AP75")),
+    ("coco_limited_mask_rcnn_R_50_C4_2x.yaml", 50.0, ("bbox/AP", "segm/AP")),
+])
+def test_task_trains_two_iterations_and_reports(world, backbone_pkl, tmp_path, config, percent, keys):
+    out = str(tmp_path / "task")
+    result = run_detectron2_task(Detectron2TaskSpec(config, subset_percent=percent), backbone_pkl, out, world, TINY,
+                                 resume=False)
+    assert result["max_iter"] == 2
+    for k in keys:
+        assert k in result["metrics"] and math.isfinite(result["metrics"][k]), (k, result["metrics"])
+    with open(os.path.join(out, "log.txt")) as f:
+        assert "backbone verified: 265 tensors" in f.read()
+    assert os.path.isfile(os.path.join(out, "model_final.pth"))
+    if percent is not None:
+        assert result["train_datasets"] == ["coco_2017_train_50pct_seed0"]
+        assert os.path.isfile(os.path.join(out, "subset.json"))
+
+
+def test_a_backbone_tensor_that_cannot_be_placed_fails(world, tv_weights, tmp_path):
+    bad = dict(tv_weights)
+    bad["res4.0.conv2.weight"] = torch.zeros(256, 256, 1, 1)  # wrong shape: detectron2 would skip it silently
+    path = str(tmp_path / "bad.pkl")
+    save_detectron2_pkl(bad, path)
+    with pytest.raises(BackboneLoadError, match="res4.0.conv2.weight"):
+        run_detectron2_task(Detectron2TaskSpec("voc0712_faster_rcnn_R_50_C4_24k.yaml"), path, str(tmp_path / "o"),
+                            world, TINY, resume=False)
+
+
+def test_missing_dataset_names_the_paths(backbone_pkl, tmp_path):
+    with pytest.raises(FileNotFoundError, match="lvis/lvis_v1_train.json"):
+        run_detectron2_task(Detectron2TaskSpec("lvis_v1_mask_rcnn_R_50_FPN_2x.yaml"), backbone_pkl, str(tmp_path / "o"),
+                            str(tmp_path), TINY)
