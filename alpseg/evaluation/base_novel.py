@@ -13,7 +13,6 @@ from __future__ import annotations
 import copy
 import logging
 import os
-from collections import OrderedDict
 from typing import Dict, List, Mapping, Optional, Sequence
 
 import numpy as np

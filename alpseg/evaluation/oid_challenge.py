@@ -49,7 +49,7 @@ from .oid_io import (
     read_class_list,
     read_ground_truth_csvs,
 )
-from .oid_masks import RLE, decode_challenge_masks, rle_areas, rle_boxes_normalized, rle_iou
+from .oid_masks import RLE, decode_challenge_masks, rle_areas, rle_extents_normalized, rle_iou
 
 __all__ = [
     "PreparedImage",
@@ -343,8 +343,8 @@ def evaluate_image(gt: Optional[PreparedImage], preds: ImagePredictions, class_i
     skipped["predictions_not_evaluatable_in_image"] += int((~evaluatable & ~unknown).sum())
     keep, classes = keep[evaluatable], classes[evaluatable]
     masks = [preds.masks[i] for i in keep]
-    areas, boxes = rle_boxes_normalized(masks)
-    valid = areas > 0
+    boxes = rle_extents_normalized(masks)
+    valid = (boxes[:, 0] < boxes[:, 2]) & (boxes[:, 1] < boxes[:, 3])  # TF drops "invalid boxes": empty masks
     skipped["predictions_with_empty_masks"] += int((~valid).sum())
     if gt.size is not None:
         for i in np.flatnonzero(valid):

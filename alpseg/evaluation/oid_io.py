@@ -321,7 +321,7 @@ class ChallengePredictionsCSV(Mapping):
                     self.pending_skips["malformed_prediction_rows"] += 1
                     image_id = None
                 else:
-                    image_id = parts[id_col].decode("utf-8").strip()
+                    image_id = parts[id_col].decode("utf-8").strip().strip("\"")
                 if image_id != last_id:
                     if last_id is not None:
                         self._runs.setdefault(last_id, []).append((run_start, offset))

@@ -23,7 +23,7 @@ __all__ = [
     "rle_to_challenge_string",
     "encode_rle",
     "rle_areas",
-    "rle_boxes_normalized",
+    "rle_extents_normalized",
 ]
 
 RLE = Dict[str, object]  # {"size": [height, width], "counts": bytes}, pycocotools' compressed RLE
@@ -161,22 +161,20 @@ def rle_areas(rles: Sequence[RLE]) -> np.ndarray:
                            for i in range(0, len(rles), 255)])
 
 
-def rle_boxes_normalized(rles: Sequence[RLE]) -> Tuple[np.ndarray, np.ndarray]:
-    """Areas (pixels) and normalized extents ``[xmin, ymin, xmax, ymax]`` of RLE masks.
+def rle_extents_normalized(rles: Sequence[RLE]) -> np.ndarray:
+    """Normalized extents ``[xmin, ymin, xmax, ymax]`` of RLE masks, as TF derives a predicted box.
 
-    The extent is the one the TF challenge code derives from a predicted mask: the first and one
-    past the last non-zero column/row, divided by the width/height. An empty mask has area 0.
+    The first and one past the last non-zero column/row, divided by the width/height; an empty mask
+    gives an all-zero box, which TF's "invalid box" rule (xmin < xmax and ymin < ymax) then drops.
     """
     if len(rles) == 0:
-        return np.zeros(0, dtype=np.int64), np.zeros((0, 4), dtype=np.float64)
+        return np.zeros((0, 4), dtype=np.float64)
     rles = list(rles)
-    areas = rle_areas(rles)
-    xywh = mask_utils.toBbox(rles)
+    xywh = mask_utils.toBbox(rles).reshape(-1, 4)
     sizes = np.array([r["size"] for r in rles], dtype=np.float64)  # (h, w)
     h, w = sizes[:, 0], sizes[:, 1]
-    boxes = np.stack([xywh[:, 0] / w, xywh[:, 1] / h, (xywh[:, 0] + xywh[:, 2]) / w,
-                      (xywh[:, 1] + xywh[:, 3]) / h], axis=1)
-    return areas, boxes
+    return np.stack([xywh[:, 0] / w, xywh[:, 1] / h, (xywh[:, 0] + xywh[:, 2]) / w,
+                     (xywh[:, 1] + xywh[:, 3]) / h], axis=1)
 
 
 def rle_iou(dets: List[RLE], gts: List[RLE], crowd: bool) -> np.ndarray:
