@@ -78,3 +78,18 @@ def tv_weights(resnet50_tv, tmp_path_factory):
     path = str(tmp_path_factory.mktemp("w") / "tv.pth")
     torch.save(resnet50_tv.state_dict(), path)
     return convert_checkpoint(path)[0]
+
+
+@pytest.fixture(scope="session")
+def coco_world(tmp_path_factory):
+    """Miniature COCO (the lead's world generator), LVIS made from it, and a small VOC07+12."""
+    from alpseg.data.miniature import MiniatureSizes, write_miniature_world
+    from alpseg.data.miniature.lvis import write_miniature_lvis
+    from alpseg.data.miniature.voc import write_miniature_voc
+
+    root = str(tmp_path_factory.mktemp("world"))
+    write_miniature_world(root, sizes=MiniatureSizes(coco_train=4, coco_val=2, oid_train=2, oid_val=2, oid_test=2,
+                                                     image_size=64, voc=False))
+    write_miniature_lvis(root)
+    write_miniature_voc(root, images_per_split=20, image_size=64)
+    return root

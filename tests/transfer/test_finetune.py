@@ -23,21 +23,6 @@ TINY = ["SOLVER.MAX_ITER", "2", "SOLVER.IMS_PER_BATCH", "2", "INPUT.MIN_SIZE_TRA
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory):
-    """Miniature COCO (lead's world generator), LVIS made from it, and a small VOC07+12."""
-    from alpseg.data.miniature import MiniatureSizes, write_miniature_world
-    from alpseg.data.miniature.lvis import write_miniature_lvis
-    from alpseg.data.miniature.voc import write_miniature_voc
-
-    root = str(tmp_path_factory.mktemp("world"))
-    write_miniature_world(root, sizes=MiniatureSizes(coco_train=4, coco_val=2, oid_train=2, oid_val=2, oid_test=2,
-                                                     image_size=64, voc=False))
-    write_miniature_lvis(root)
-    write_miniature_voc(root, images_per_split=20, image_size=64)
-    return root
-
-
-@pytest.fixture(scope="module")
 def backbone_pkl(tv_weights, tmp_path_factory):
     path = str(tmp_path_factory.mktemp("pkl") / "backbone.pkl")
     save_detectron2_pkl(tv_weights, path)
@@ -86,10 +71,10 @@ def test_limited_data_schedule_and_subsets():
     ("voc0712_faster_rcnn_R_50_C4_24k.yaml", None, ("bbox/AP", "bbox/AP50", "bbox/AP75")),
     ("coco_limited_mask_rcnn_R_50_C4_2x.yaml", 50.0, ("bbox/AP", "segm/AP")),
 ])
-def test_task_trains_two_iterations_and_reports(world, backbone_pkl, tmp_path, config, percent, keys):
+def test_task_trains_two_iterations_and_reports(coco_world, backbone_pkl, tmp_path, config, percent, keys):
     out = str(tmp_path / "task")
-    result = run_detectron2_task(Detectron2TaskSpec(config, subset_percent=percent), backbone_pkl, out, world, TINY,
-                                 resume=False)
+    result = run_detectron2_task(Detectron2TaskSpec(config, subset_percent=percent), backbone_pkl, out, coco_world,
+                                 TINY, resume=False)
     assert result["max_iter"] == 2
     for k in keys:
         assert k in result["metrics"] and math.isfinite(result["metrics"][k]), (k, result["metrics"])
@@ -101,14 +86,14 @@ def test_task_trains_two_iterations_and_reports(world, backbone_pkl, tmp_path, c
         assert os.path.isfile(os.path.join(out, "subset.json"))
 
 
-def test_a_backbone_tensor_that_cannot_be_placed_fails(world, tv_weights, tmp_path):
+def test_a_backbone_tensor_that_cannot_be_placed_fails(coco_world, tv_weights, tmp_path):
     bad = dict(tv_weights)
     bad["res4.0.conv2.weight"] = torch.zeros(256, 256, 1, 1)  # wrong shape: detectron2 would skip it silently
     path = str(tmp_path / "bad.pkl")
     save_detectron2_pkl(bad, path)
     with pytest.raises(BackboneLoadError, match="res4.0.conv2.weight"):
         run_detectron2_task(Detectron2TaskSpec("voc0712_faster_rcnn_R_50_C4_24k.yaml"), path, str(tmp_path / "o"),
-                            world, TINY, resume=False)
+                            coco_world, TINY, resume=False)
 
 
 def test_missing_dataset_names_the_paths(backbone_pkl, tmp_path):
