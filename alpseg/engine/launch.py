@@ -11,9 +11,9 @@ import torch
 from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.engine import default_argument_parser, default_setup, launch
 from detectron2.utils import comm
-from detectron2.utils.file_io import PathManager
 
 from alpseg.config import load_config
+from alpseg.utils.io import atomic_open
 
 from .trainer import AlpsegTrainer
 
@@ -49,11 +49,9 @@ def write_results(results: Dict[str, Any], output_dir: str) -> None:
     """Save the final evaluation results as OUTPUT_DIR/results.json (atomically, main process)."""
     if not comm.is_main_process() or not results:
         return
-    PathManager.mkdirs(output_dir)
     path = os.path.join(output_dir, "results.json")
-    with open(path + ".tmp", "w", encoding="utf-8") as f:
+    with atomic_open(path) as f:
         json.dump(results, f, indent=2, default=float)
-    os.replace(path + ".tmp", path)
     logger.info("results written to %s", path)
 
 

@@ -18,12 +18,13 @@ import csv
 import io
 import logging
 import os
-import tempfile
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Dict, Iterable, Iterator, List, Mapping, NamedTuple, Optional, Sequence, Tuple
 
 import numpy as np
+
+from alpseg.utils.io import atomic_open, atomic_write
 
 from .oid_masks import RLE, decode_challenge_masks, rle_to_challenge_string
 
@@ -111,22 +112,6 @@ class ImagePredictions:
 
 # ----------------------------------------------------------------------------------------------------
 # small helpers
-
-
-def atomic_write(path: str, data: str | bytes) -> None:
-    """Write a file through a temporary file in the same folder and ``os.replace``."""
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    mode = "wb" if isinstance(data, bytes) else "w"
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=os.path.basename(path))
-    try:
-        with os.fdopen(fd, mode, **({} if mode == "wb" else {"encoding": "utf-8", "newline": ""})) as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
 
 
 def _header_index(header: Sequence[str], required: Sequence[str], path: str) -> List[int]:
@@ -261,25 +246,16 @@ def write_predictions_csv(path: str, predictions: Mapping[str, ImagePredictions]
     Streams to a temporary file (predictions of a whole dataset can be hundreds of MB) and renames it.
     Returns the number of rows written.
     """
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=os.path.basename(path))
     n = 0
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-            w = csv.writer(f, lineterminator="\n")
-            w.writerow(PREDICTION_COLUMNS)
-            for image_id in sorted(predictions):
-                p = predictions[image_id]
-                for label, score, rle in zip(p.labels, p.scores, p.masks):
-                    h, w_ = rle["size"]
-                    w.writerow([image_id, int(w_), int(h), label, repr(float(score)), rle_to_challenge_string(rle)])
-                    n += 1
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    with atomic_open(path) as f:
+        w = csv.writer(f, lineterminator="\n")
+        w.writerow(PREDICTION_COLUMNS)
+        for image_id in sorted(predictions):
+            p = predictions[image_id]
+            for label, score, rle in zip(p.labels, p.scores, p.masks):
+                h, w_ = rle["size"]
+                w.writerow([image_id, int(w_), int(h), label, repr(float(score)), rle_to_challenge_string(rle)])
+                n += 1
     return n
 
 

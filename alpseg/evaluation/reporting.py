@@ -12,7 +12,7 @@ import math
 import os
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
-from .oid_io import atomic_write
+from alpseg.utils.io import atomic_write
 
 __all__ = [
     "markdown_table",

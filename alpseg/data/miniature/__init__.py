@@ -19,7 +19,9 @@ import numpy as np
 
 from .narratives import make_narrative
 from .world import BASE_CLASSES, CLASSES, NOVEL_CLASSES, Scene, sample_scene
-from .writers import challenge_rows, coco_json, oid_box_rows, write_csv, write_image, write_json
+from alpseg.utils.io import atomic_open, atomic_write_json as write_json
+
+from .writers import challenge_rows, coco_json, oid_box_rows, write_csv, write_image
 
 __all__ = ["MiniatureSizes", "write_miniature_world", "CLASSES", "BASE_CLASSES", "NOVEL_CLASSES"]
 
@@ -145,9 +147,6 @@ def write_miniature_world(root: str, seed: int = 0, sizes: MiniatureSizes | None
 
 
 def _write_jsonl(path: str, records: List[Dict[str, Any]]) -> None:
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    tmp = path + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
+    with atomic_open(path) as f:
         for r in records:
             f.write(json.dumps(r) + "\n")
-    os.replace(tmp, path)

@@ -1,40 +1,27 @@
 """Writers of the miniature world in the real file formats (COCO JSON, LocNar JSONL, OID CSVs)."""
 from __future__ import annotations
 
-import base64
 import csv
-import json
 import os
-import zlib
 from typing import Any, Dict, Iterable, List, Sequence
 
 import cv2
 import numpy as np
-from pycocotools import mask as mask_utils
+
+from alpseg.evaluation.oid_masks import encode_challenge_mask
+from alpseg.utils.io import atomic_open
 
 from .world import CLASSES, MiniObject, Scene, object_mask, render_scene
 
-__all__ = ["write_image", "coco_json", "write_json", "write_csv", "encode_challenge_mask",
-           "oid_box_rows", "challenge_rows"]
-
-
-def write_json(path: str, obj: Any) -> None:
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    tmp = path + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(obj, f)
-    os.replace(tmp, path)
+__all__ = ["write_image", "coco_json", "write_csv", "oid_box_rows", "challenge_rows"]
 
 
 def write_csv(path: str, header: Sequence[str] | None, rows: Iterable[Sequence[Any]]) -> None:
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    tmp = path + ".tmp"
-    with open(tmp, "w", newline="", encoding="utf-8") as f:
+    with atomic_open(path) as f:
         writer = csv.writer(f)
         if header:
             writer.writerow(header)
         writer.writerows(rows)
-    os.replace(tmp, path)
 
 
 def write_image(path: str, scene: Scene) -> None:
@@ -75,12 +62,6 @@ def coco_json(scenes: Sequence[Scene], image_ids: Sequence[int], file_names: Seq
             annotations.append(_coco_annotation(obj, scene, len(annotations) + 1, image_id))
     return {"info": {"description": "alpseg miniature COCO"}, "licenses": [], "images": images,
             "annotations": annotations, "categories": categories}
-
-
-def encode_challenge_mask(mask: np.ndarray) -> str:
-    """Open Images challenge mask encoding: base64(zlib(COCO RLE counts))."""
-    rle = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
-    return base64.b64encode(zlib.compress(rle["counts"])).decode("ascii")
 
 
 def _norm_box(obj: MiniObject, scene: Scene) -> List[float]:
