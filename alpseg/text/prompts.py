@@ -24,6 +24,8 @@ __all__ = [
     "expand_prompts",
     "get_templates",
     "normalize_phrase",
+    "prompt_name",
+    "prompt_parts",
     "validate_prompt_set",
 ]
 
@@ -80,18 +82,41 @@ def get_templates(prompts: str = "vild") -> Tuple[str, ...]:
     return templates
 
 
-def expand_prompts(phrase: str, prompts: str = "vild") -> List[str]:
-    """The sentences that are encoded for one phrase, in template order.
-
-    The phrase is normalized and a trailing "." removed (ViLD's ``rm_dot``) before it is filled in.
-    """
+def prompt_name(phrase: str) -> str:
+    """The text filled into the templates: the normalized phrase without a trailing "." (ViLD's rm_dot)."""
     name = normalize_phrase(phrase).rstrip(".").strip()
     if not name:
         raise ValueError(f"cannot build prompts for an empty phrase (got {phrase!r})")
-    art = article(name)
-    sentences = [t.format(name, article=art) for t in get_templates(prompts)]
-    if PROMPT_SETS[prompts]["this_is"]:
-        sentences = [
-            "This is " + s if s.startswith("a") or s.startswith("the") else s for s in sentences
-        ]
-    return sentences
+    return name
+
+
+def prompt_parts(name: str, prompts: str = "vild") -> Tuple[Tuple[str, str], ...]:
+    """``(prefix, suffix)`` of every sentence of ``name`` (a ``prompt_name``): sentence = prefix+name+suffix.
+
+    The parts depend on the name only through its article (and, for a template starting with the
+    name, whether the name itself starts with "a"/"the"), which lets the encoder tokenize them once.
+    """
+    return _prompt_parts(article(name), name.startswith(("a", "the")), validate_prompt_set(prompts))
+
+
+@functools.lru_cache(maxsize=None)
+def _prompt_parts(art: str, name_starts_a_the: bool, prompts: str) -> Tuple[Tuple[str, str], ...]:
+    this_is = bool(PROMPT_SETS[prompts]["this_is"])
+    parts = []
+    for template in get_templates(prompts):
+        prefix, suffix = template.replace("{}", "\x00").format(article=art).split("\x00")
+        starts_a_the = prefix.startswith(("a", "the")) if prefix else name_starts_a_the
+        if this_is and starts_a_the:
+            prefix = "This is " + prefix
+        parts.append((prefix, suffix))
+    return tuple(parts)
+
+
+def expand_prompts(phrase: str, prompts: str = "vild") -> List[str]:
+    """The sentences that are encoded for one phrase, in template order.
+
+    The phrase is normalized and a trailing "." removed (ViLD's ``rm_dot``) before it is filled in;
+    with the "vild" set, sentences starting with "a" or "the" get ViLD's "This is " prefix.
+    """
+    name = prompt_name(phrase)
+    return [prefix + name + suffix for prefix, suffix in prompt_parts(name, prompts)]

@@ -144,3 +144,20 @@ def test_local_checkpoint_loads_those_weights(tiny_model, tiny_encoder, tmp_path
     loaded = from_file.model.state_dict()
     assert loaded.keys() and all(torch.equal(v, full.state_dict()[k]) for k, v in loaded.items())
     np.testing.assert_allclose(from_file.encode(PHRASES), tiny_encoder.encode(PHRASES), atol=1e-6)
+
+
+TRICKY = ["apple", "dog", "small white dog", "close-up lens", "kid's bike", "t-shirt", "4x4 truck", "r2d2",
+          "x", "umbrella", "hour glass", "boy (child)", "café table", "mom's", "a&amp;w", "st.", "dog.",
+          "long " * 30 + "phrase"]
+
+
+@pytest.mark.parametrize("prompts", ["vild", "single"])
+def test_prompt_tokenizer_equals_sentence_tokenization(tiny_encoder, prompts):
+    import open_clip
+
+    tokenizer = open_clip.get_tokenizer("ViT-B-32")
+    fast = enc_mod.PromptTokenizer(tokenizer, prompts)
+    assert fast.fast
+    expected = torch.cat([tokenizer(expand_prompts(p, prompts)) for p in TRICKY])
+    assert torch.equal(fast(TRICKY), expected)
+    assert len(fast._parts) == 2  # template parts tokenized once per article
