@@ -213,8 +213,8 @@ class PromptTokenizer:
 
     CLIP's ``SimpleTokenizer`` cleans the text, splits it with a word regex that never crosses
     whitespace or a letter/punctuation border, and BPE-encodes every word on its own. For a plain name
-    (``_PLAIN_NAME``) between a prefix ending in a space and a suffix starting with a space or ".",
-    the ids of ``prefix + name + suffix`` are therefore ids(prefix) + ids(name) + ids(suffix): the
+    (``_PLAIN_NAME``) between a prefix ending in a space and a suffix starting with a space or
+    punctuation (checked for every template), the ids of ``prefix + name + suffix`` are therefore ids(prefix) + ids(name) + ids(suffix): the
     template parts are encoded once per article, the name once per phrase. Other names, and other
     tokenizers, go through the tokenizer sentence by sentence.
     """
@@ -231,12 +231,19 @@ class PromptTokenizer:
             and tokenizer.reduction_fn is None
             and tokenizer.clean_fn is getattr(oct, "_clean_lower", None)
         )
-        self._parts: Dict[Tuple[Tuple[str, str], ...], List[Tuple[List[int], List[int]]]] = {}
+        self._parts: Dict[Tuple[Tuple[str, str], ...], Optional[List[Tuple[List[int], List[int]]]]] = {}
 
-    def _template_ids(self, name: str) -> List[Tuple[List[int], List[int]]]:
+    def _template_ids(self, name: str) -> Optional[List[Tuple[List[int], List[int]]]]:
+        """Token ids of the template parts around ``name``; None if a part could merge with the name."""
         parts = prompt_parts(name, self.prompts)  # cached; depends on the name via its article only
         if parts not in self._parts:
-            self._parts[parts] = [(self.tokenizer.encode(p), self.tokenizer.encode(s)) for p, s in parts]
+            safe = all(
+                (not pre or pre[-1].isspace()) and (not suf or suf[0].isspace() or suf[0] in ".,;:!?")
+                for pre, suf in parts
+            )
+            self._parts[parts] = (
+                [(self.tokenizer.encode(p), self.tokenizer.encode(s)) for p, s in parts] if safe else None
+            )
         return self._parts[parts]
 
     def __call__(self, phrases: Sequence[str]) -> torch.Tensor:
@@ -245,12 +252,13 @@ class PromptTokenizer:
         row = 0
         for phrase in phrases:
             name = prompt_name(phrase)
-            if not (self.fast and _PLAIN_NAME.fullmatch(name)):
+            template_ids = self._template_ids(name) if self.fast and _PLAIN_NAME.fullmatch(name) else None
+            if template_ids is None:
                 out[row : row + self.num_templates] = self.tokenizer(expand_prompts(phrase, self.prompts)).numpy()
                 row += self.num_templates
                 continue
             name_ids = self.tokenizer.encode(name)
-            for pre, suf in self._template_ids(name):
+            for pre, suf in template_ids:
                 ids = [sot] + pre + name_ids + suf + [eot]
                 if len(ids) > self.context_length:  # the tokenizer's own truncation rule
                     ids = ids[: self.context_length - 1] + [eot]

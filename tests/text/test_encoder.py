@@ -166,3 +166,16 @@ def test_prompt_tokenizer_equals_sentence_tokenization(tiny_encoder, prompts):
     expected = torch.cat([tokenizer(expand_prompts(p, prompts)) for p in TRICKY])
     assert torch.equal(fast(TRICKY), expected)
     assert len(fast._parts) == 2  # template parts tokenized once per article
+
+
+def test_prompt_tokenizer_falls_back_when_a_template_glues_to_the_name(monkeypatch):
+    import open_clip
+
+    from alpseg.text import prompts as prompts_mod
+
+    monkeypatch.setitem(prompts_mod.PROMPT_SETS, "glued", {"templates": ("{}s are here.", "x{}"), "this_is": False})
+    tokenizer = open_clip.get_tokenizer("ViT-B-32")
+    fast = enc_mod.PromptTokenizer(tokenizer, "glued")
+    expected = torch.cat([tokenizer(expand_prompts(p, "glued")) for p in ["dog", "bus"]])
+    assert torch.equal(fast(["dog", "bus"]), expected)
+    assert list(fast._parts.values()) == [None]  # detected as unsafe, tokenized sentence-wise
