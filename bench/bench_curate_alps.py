@@ -5,9 +5,11 @@ Synthetic narratives with the size of real LocNar-OID records (about 36 words pe
 utterance per word, a mouse point every 40 ms over the whole narration) are written to a JSONL file
 and curated twice per worker count:
 
-* ``tagging``: ``nlp.pipe`` over the captions alone (the spaCy cost);
-* ``end-to-end``: :class:`alpseg.data.alp_curation_run.CurationJob` (read + validate + tag + align +
-  boxes + checkpoints + ALPS.json), i.e. ``tools/curate_alps.py``.
+* ``tagging``: ``nlp.pipe(captions, n_process=K)`` over the captions alone (spaCy's own
+  multiprocessing; the main process receives every Doc);
+* ``end-to-end``: :class:`alpseg.data.alp_curation_run.CurationJob` with ``workers=K`` (read +
+  validate + tag + align + boxes + checkpoints + ALPS.json, chunks curated whole in K processes),
+  i.e. ``tools/curate_alps.py --workers K``.
 
 It prints a table and the estimated time of a full LocNar-OID run (504K narratives), and writes the
 figures as JSON. Runs where only numpy, tqdm and spaCy are installed: when detectron2 cannot be
@@ -107,6 +109,7 @@ def main() -> int:
     p.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     p.add_argument("--spacy-model", default="auto")
     p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--chunk-size", type=int, default=250, help="narratives per chunk (the unit of parallel work)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--output", default=None, help="write the figures here (JSON)")
     args = p.parse_args()
@@ -125,7 +128,7 @@ def main() -> int:
             tag_rate = n_docs / (time.perf_counter() - t0)
             job = run_mod.CurationJob(inputs=[path], image_info=info, output=os.path.join(tmp, f"alps{k}.json"),
                                       spacy_model=args.spacy_model, workers=k, batch_size=args.batch_size,
-                                      progress=False)
+                                      chunk_size=args.chunk_size, progress=False)
             t0 = time.perf_counter()
             report = job.run()
             e2e_rate = report["narratives_curated"] / (time.perf_counter() - t0)

@@ -36,7 +36,7 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--stuff-classes", help="replace the packaged stuff word list with this file")
     p.add_argument("--picture-words", help="replace the packaged picture word list with this file")
     p.add_argument("--shard", default="0/1", help="curate only narratives i, i+N, i+2N, ... (i/N)")
-    p.add_argument("--workers", type=int, default=1, help="spaCy processes (nlp.pipe n_process)")
+    p.add_argument("--workers", type=int, default=1, help="processes, each curating whole chunks with its own spaCy pipeline")
     p.add_argument("--batch-size", type=int, default=64, help="texts per spaCy batch")
     p.add_argument("--chunk-size", type=int, default=2000, help="narratives per resumable checkpoint")
     p.add_argument("--strict", action="store_true", help="fail on the first unusable line instead of skipping it")

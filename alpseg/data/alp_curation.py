@@ -493,7 +493,9 @@ def pipe_with_payloads(nlp, items: Iterable[Tuple[str, Any]], n_process: int = 1
     """``nlp.pipe`` over ``(text, payload)`` pairs, yielding ``(doc, payload)`` in input order.
 
     Payloads stay in this process (spaCy would pickle contexts to its worker processes); only an
-    integer key travels with each text.
+    integer key travels with each text. ``items`` must not raise: with ``n_process > 1`` an exception
+    inside spaCy's input stream can leave its queue feeder threads blocked at exit, so callers end
+    the stream and raise after the loop instead.
     """
     pending: Dict[int, Any] = {}
 
@@ -610,11 +612,16 @@ def curate_narratives(
     else:
         images = load_image_info(image_info)
     report = CurationReport()
+    failure: List[NarrativeFormatError] = []
 
     def accepted() -> Iterator[Tuple[str, Tuple[Narrative, Mapping[str, Any]]]]:
         for position, record in enumerate(records, start=1):
             report.counts["lines"] += 1
-            item = accept_narrative(record, position, images, report, strict)
+            try:
+                item = accept_narrative(record, position, images, report, strict)
+            except NarrativeFormatError as e:  # strict: end the input, raise once spaCy has stopped
+                failure.append(e)
+                return
             if item is not None:
                 yield item[0].caption, item
 
@@ -622,6 +629,8 @@ def curate_narratives(
     lemmatize = head_lemmatizer(nlp)
     for doc, (narrative, image) in pipe_with_payloads(nlp, accepted(), n_process, batch_size):
         alps += curate_doc(narrative, doc, image, config, report, lemmatize)
+    if failure:
+        raise failure[0]
     alps.sort(key=alp_sort_key)
     number_alps(alps)
     return alps, report.to_dict(alps)

@@ -2,8 +2,10 @@
 
 The narratives of all inputs are numbered in reading order (non-blank lines); line ``g`` belongs to
 shard ``g % N`` and to checkpoint chunk ``g // chunk_size``. Each finished chunk is written atomically
-to ``<output>.parts/chunk_<k>.json`` (its ALPs and its report counts), so a killed run restarts after
-its last finished chunk: lines of finished chunks are skipped without being parsed. When every chunk is
+to ``<output>.parts/chunk_<k>.json`` (its ALPs and its report counts), so a killed run redoes only
+the chunks it had not finished: lines of finished chunks are skipped without being parsed. Chunks are
+the unit of parallel work too (``workers`` processes, each parsing, tagging and curating whole
+chunks with its own spaCy pipeline). When every chunk is
 done the parts are streamed into ALPS.json (temp file + ``os.replace``) and deleted. A parts folder
 written with other settings (inputs, image info, spaCy pipeline, curation options, shard, chunk
 size) is refused, never silently mixed.
@@ -80,10 +82,43 @@ def _sorted_images(images: Mapping[str, Mapping[str, Any]], ids: Iterable[str]) 
     return [dict(images[i]) for i in sorted(set(ids))]
 
 
-@dataclasses.dataclass
-class _Chunk:
-    alps: List[Dict[str, Any]] = dataclasses.field(default_factory=list)
-    report: CurationReport = dataclasses.field(default_factory=CurationReport)
+_WORKER: Dict[str, Any] = {}
+
+
+def _init_worker(spacy_model: str, images: Mapping[str, Mapping[str, Any]], config: CurationConfig,
+                 strict: bool, batch_size: int) -> None:
+    """Per-process state of chunk curation (the pipeline is cached, so forked workers reuse it)."""
+    nlp = load_spacy_pipeline(spacy_model)
+    _WORKER.update(nlp=nlp, lemmatize=head_lemmatizer(nlp), images=images, config=config, strict=strict,
+                   batch_size=batch_size)
+
+
+def _curate_chunk(k: int, lines: Sequence[Tuple[int, str, int, bytes]]
+                  ) -> Tuple[int, List[Dict[str, Any]], Dict[str, Any], Optional[NarrativeFormatError]]:
+    """Curate one chunk of raw lines: ``(k, alps, report state, strict error or None)``."""
+    w = _WORKER
+    report = CurationReport()
+    error: List[NarrativeFormatError] = []
+
+    def accepted() -> Iterator[Tuple[str, Tuple[Any, Any]]]:
+        for input_index, path, line, raw in lines:
+            report.counts["lines"] += 1
+            try:
+                narrative = parse_narrative_line(raw, source=path, line=line, input_index=input_index)
+                item = accept_narrative(narrative, line, w["images"], report, w["strict"])
+            except NarrativeFormatError as e:
+                if not w["strict"]:
+                    report.skip(e.reason)
+                    continue
+                error.append(e)
+                return
+            if item is not None:
+                yield narrative.caption, item
+
+    alps: List[Dict[str, Any]] = []
+    for doc, (narrative, image) in pipe_with_payloads(w["nlp"], accepted(), 1, w["batch_size"]):
+        alps += curate_doc(narrative, doc, image, w["config"], report, w["lemmatize"])
+    return k, alps, report.state(), (error[0] if error else None)
 
 
 @dataclasses.dataclass
@@ -140,9 +175,6 @@ class CurationJob:
         _dump_atomic(meta_path, meta)
         return set()
 
-    def _flush(self, k: int, chunk: _Chunk) -> None:
-        _dump_atomic(self._chunk_path(k), {"chunk": k, "alps": chunk.alps, "report": chunk.report.state()})
-
     def _finished_chunks(self) -> Iterator[Dict[str, Any]]:
         names = sorted(n for n in os.listdir(self.parts_dir) if n.startswith("chunk_") and n.endswith(".json"))
         for name in names:
@@ -150,8 +182,33 @@ class CurationJob:
                 yield json.load(f)
 
     # -- the run -------------------------------------------------------------------------------
+    def _tasks(self, done: set, bar) -> Iterator[Tuple[int, List[Tuple[int, str, int, bytes]]]]:
+        """``(chunk index, this shard's raw lines of the chunk)`` for every unfinished chunk."""
+        shard_i, shard_n = self.shard
+        k_open, lines = -1, []
+        for g, (input_index, path, line, raw) in enumerate(iter_narrative_lines(self.inputs)):
+            k = g // self.chunk_size
+            if k != k_open:
+                if k_open >= 0 and k_open not in done:
+                    yield k_open, lines
+                k_open, lines = k, []
+            if k in done:
+                continue
+            bar.update(1)
+            if g % shard_n == shard_i:
+                lines.append((input_index, path, line, raw))
+        if k_open >= 0 and k_open not in done:
+            yield k_open, lines
+
     def run(self) -> Dict[str, Any]:
-        """Curate every narrative of this shard and write ALPS.json; return the report."""
+        """Curate every narrative of this shard and write ALPS.json; return the report.
+
+        Chunks of lines are curated whole (parse, tag, align, boxes) by ``workers`` processes, each
+        with its own spaCy pipeline; the main process only reads lines and writes checkpoints. With
+        the small default pipeline this scales where spaCy's ``nlp.pipe(n_process=K)`` does not: there
+        the main process, which parses the JSON and receives every Doc, is the bottleneck
+        (docs/alp_curation.md, Throughput).
+        """
         if self.workers < 1 or self.chunk_size < 1:
             raise ValueError("workers and chunk_size must be >= 1")
         start = time.perf_counter()
@@ -164,46 +221,32 @@ class CurationJob:
         bar = tqdm(total=total, initial=min(total, len(done) * self.chunk_size), unit="narr",
                    desc=f"curate ALPs{'' if shard_n == 1 else f' shard {shard_i}/{shard_n}'}",
                    disable=not self.progress, dynamic_ncols=True)
-        pending: Dict[int, _Chunk] = {}
         session = CurationReport()  # what this process did, for the throughput figure
+        errors: List[Tuple[int, NarrativeFormatError]] = []
 
-        def feed() -> Iterator[Tuple[str, Tuple[int, Any, Any]]]:
-            for g, (input_index, path, line, raw) in enumerate(iter_narrative_lines(self.inputs)):
-                k = g // self.chunk_size
-                if k in done:
-                    continue
-                bar.update(1)
-                chunk = pending.setdefault(k, _Chunk())
-                if g % shard_n != shard_i:
-                    continue
-                chunk.report.counts["lines"] += 1
-                try:
-                    narrative = parse_narrative_line(raw, source=path, line=line, input_index=input_index)
-                except NarrativeFormatError as e:
-                    if self.strict:
-                        raise
-                    chunk.report.skip(e.reason)
-                    continue
-                item = accept_narrative(narrative, line, images, chunk.report, self.strict)
-                if item is not None:
-                    yield narrative.caption, (k, narrative, item[1])
+        def finish(k: int, alps: List[Dict[str, Any]], state: Dict[str, Any],
+                   error: Optional[NarrativeFormatError]) -> None:
+            if error is not None:  # strict: nothing of this chunk is kept
+                errors.append((k, error))
+                return
+            _dump_atomic(self._chunk_path(k), {"chunk": k, "alps": alps, "report": state})
+            done.add(k)
+            session.add(CurationReport.from_state(state))
 
-        def flush_before(k: int) -> None:
-            for j in sorted(j for j in pending if j < k):
-                chunk = pending.pop(j)
-                self._flush(j, chunk)
-                done.add(j)
-                session.add(chunk.report)
-
-        lemmatize = head_lemmatizer(nlp)
+        context = (self.spacy_model, images, self.config, self.strict, self.batch_size)
         try:
-            for doc, (k, narrative, image) in pipe_with_payloads(nlp, feed(), self.workers, self.batch_size):
-                flush_before(k)
-                chunk = pending[k]
-                chunk.alps += curate_doc(narrative, doc, image, self.config, chunk.report, lemmatize)
-            flush_before(float("inf"))
+            if self.workers == 1:
+                _init_worker(*context)
+                for k, lines in self._tasks(set(done), bar):
+                    finish(*_curate_chunk(k, lines))
+                    if errors:
+                        break
+            else:
+                self._run_pool(context, set(done), bar, finish, errors)
         finally:
             bar.close()
+        if errors:
+            raise min(errors, key=lambda e: e[0])[1]  # the first bad line in reading order
         elapsed = time.perf_counter() - start
         timing = {"elapsed_s": round(elapsed, 3), "narratives_curated_now": session.counts["narratives_curated"],
                   "narratives_per_s": round(session.counts["narratives_curated"] / max(elapsed, 1e-9), 2),
@@ -211,6 +254,27 @@ class CurationJob:
         report = self._assemble(images, settings, timing)
         shutil.rmtree(self.parts_dir, ignore_errors=True)
         return report
+
+    def _run_pool(self, context, done: set, bar, finish, errors) -> None:
+        """Chunks to a process pool, at most two per worker in flight (bounded memory)."""
+        import multiprocessing
+        from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+
+        methods = multiprocessing.get_all_start_methods()  # fork shares the loaded pipeline and image index
+        mp_context = multiprocessing.get_context("fork" if "fork" in methods else None)
+        with ProcessPoolExecutor(self.workers, mp_context=mp_context, initializer=_init_worker,
+                                 initargs=context) as pool:
+            in_flight = set()
+            for k, lines in self._tasks(done, bar):
+                in_flight.add(pool.submit(_curate_chunk, k, lines))
+                while len(in_flight) >= 2 * self.workers:
+                    finished, in_flight = wait(in_flight, return_when=FIRST_COMPLETED)
+                    for f in finished:
+                        finish(*f.result())
+                if errors:  # strict: stop reading; chunks already submitted may hold an earlier bad line
+                    break
+            for f in in_flight:
+                finish(*f.result())
 
     def _assemble(self, images: Mapping[str, Mapping[str, Any]], settings: Dict[str, Any],
                   timing: Dict[str, Any]) -> Dict[str, Any]:

@@ -83,6 +83,9 @@ class NarrativeFormatError(ValueError):
         where = f"{source}:{line}: " if source else ""
         super().__init__(f"{where}{reason}" + (f" ({detail})" if detail else ""))
 
+    def __reduce__(self):  # rebuild from the fields (errors travel back from worker processes)
+        return NarrativeFormatError, (self.reason, self.detail, self.source, self.line)
+
     def located(self, source: str, line: int) -> "NarrativeFormatError":
         """The same error, naming the file and line."""
         return NarrativeFormatError(self.reason, self.detail, source, line)

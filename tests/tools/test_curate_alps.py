@@ -84,6 +84,30 @@ def test_strict_fails_naming_the_first_bad_line(inputs, tmp_path, capsys):
     assert not out.exists()
 
 
+def test_strict_with_workers_stops_cleanly(tmp_path, capsys):
+    """The first bad line in reading order is named; worker processes and queue threads all finish."""
+    import multiprocessing
+    import threading
+    import time
+
+    with open(HANDMADE, encoding="utf-8") as f:
+        data = json.load(f)
+    path = tmp_path / "n.jsonl"  # > 64 KiB of narratives before the bad line: more than a pipe buffer
+    good = json.dumps(data["narratives"][0])
+    path.write_text("\n".join([good] * 120 + ["{bad"] + [good] * 20 + ["[]"]) + "\n", encoding="utf-8")
+    info = tmp_path / "info.json"
+    info.write_text(json.dumps(data["image_info"]), encoding="utf-8")
+    rc = run(([str(path)], str(info)), tmp_path / "o.json", "--strict", "--workers", "2", "--batch-size", "8",
+             "--chunk-size", "16")  # the bad lines 121 and 142 are in chunks 7 and 8, curated in parallel
+    assert rc == 2 and f"{path}:121: invalid_json" in capsys.readouterr().err
+    deadline = time.time() + 20
+    while time.time() < deadline and (multiprocessing.active_children() or any(
+            t.name.startswith("QueueFeederThread") for t in threading.enumerate())):
+        time.sleep(0.2)
+    assert not multiprocessing.active_children()
+    assert not [t for t in threading.enumerate() if t.name.startswith("QueueFeederThread")]
+
+
 def test_shards_and_merge_equal_one_run(inputs, tmp_path):
     whole = tmp_path / "whole.json"
     assert run(inputs, whole) == 0
@@ -148,7 +172,7 @@ def test_resume_with_other_settings_is_refused(inputs, tmp_path, monkeypatch):
 def test_two_workers_give_the_same_output(inputs, tmp_path):
     one, two = tmp_path / "one.json", tmp_path / "two.json"
     assert run(inputs, one) == 0
-    assert run(inputs, two, "--workers", "2", "--batch-size", "2") == 0
+    assert run(inputs, two, "--workers", "2", "--batch-size", "2", "--chunk-size", "1") == 0
     assert load(one)["annotations"] == load(two)["annotations"]
 
 
