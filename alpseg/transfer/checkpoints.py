@@ -29,6 +29,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from alpseg.utils.io import atomic_open
+
 __all__ = [
     "BackboneLoadError",
     "CheckpointLayout",
@@ -417,11 +419,8 @@ def save_detectron2_pkl(weights: Mapping[str, torch.Tensor], out_path: str) -> N
         "__author__": "alpseg",
         "matching_heuristics": True,
     }
-    os.makedirs(os.path.dirname(os.path.abspath(out_path)), exist_ok=True)
-    tmp = out_path + ".tmp"
-    with open(tmp, "wb") as f:
+    with atomic_open(out_path, "wb") as f:
         pickle.dump(payload, f)
-    os.replace(tmp, out_path)
 
 
 # ------------------------------------------------------------------------------------------------

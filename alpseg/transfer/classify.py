@@ -16,7 +16,7 @@ import json
 import logging
 import math
 import os
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Mapping, Sequence, Tuple
 
 import torch
 import torch.distributed as dist
@@ -25,6 +25,8 @@ from detectron2.utils import comm
 from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
+
+from alpseg.utils.io import atomic_open
 
 from .backbone import PooledResNet, build_resnet_trunk
 from .images import ImageListDataset, eval_transform, pick_device, train_transform
@@ -152,12 +154,6 @@ def build_classifier(weights: Mapping[str, torch.Tensor], num_classes: int, free
 # loop
 
 
-def _save_atomic(obj: Any, path: str) -> None:
-    tmp = path + ".tmp"
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
-
-
 @torch.no_grad()
 def evaluate(model: nn.Module, paths: Sequence[str], labels: Sequence[int], s: ClassificationSettings,
              device: torch.device) -> Dict[str, float]:
@@ -244,8 +240,9 @@ def train_classifier(
             bar.set_postfix(loss=f"{total / seen:.4f}")
         history.append({"epoch": epoch + 1, "loss": total / max(seen, 1), "lr_end": optimizer.param_groups[0]["lr"]})
         if comm.is_main_process():
-            _save_atomic({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch + 1,
-                          "history": history}, ckpt_path)
+            with atomic_open(ckpt_path, "wb") as f:
+                torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch + 1,
+                            "history": history}, f)
         comm.synchronize()
     metrics = evaluate(model, val[0], val[1], s, device)
     return {"metrics": metrics, "history": history, "num_images": {"train": len(train[0]), "val": len(val[0])},

@@ -8,7 +8,6 @@ fixed, seeded fractions of a training set.
 """
 from __future__ import annotations
 
-import json
 import os
 import re
 from typing import Dict, List, Sequence
@@ -20,6 +19,8 @@ from detectron2.data.datasets.builtin_meta import _get_builtin_metadata
 from detectron2.data.datasets.coco import register_coco_instances
 from detectron2.data.datasets.lvis import get_lvis_instances_meta, register_lvis_instances
 from detectron2.data.datasets.pascal_voc import register_pascal_voc
+
+from alpseg.utils.io import atomic_write_json
 
 __all__ = ["required_paths", "register_under_root", "register_subset", "subset_name", "subset_image_ids"]
 
@@ -100,11 +101,8 @@ def register_subset(name: str, percent: float, seed: int, record_file: str = "")
         keep = set(subset_image_ids([d["image_id"] for d in dicts], percent, seed))
         chosen = [d for d in dicts if d["image_id"] in keep]
         if record_file:
-            tmp = record_file + ".tmp"
-            with open(tmp, "w", encoding="utf-8") as f:
-                json.dump({"dataset": name, "percent": percent, "seed": seed, "num_images": len(chosen),
-                           "of": len(dicts), "image_ids": sorted(keep)}, f)
-            os.replace(tmp, record_file)
+            atomic_write_json(record_file, {"dataset": name, "percent": percent, "seed": seed,
+                                            "num_images": len(chosen), "of": len(dicts), "image_ids": sorted(keep)})
         return chosen
 
     DatasetCatalog.register(new, load)

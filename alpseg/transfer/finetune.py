@@ -32,6 +32,7 @@ from detectron2.utils.logger import setup_logger
 
 from alpseg.config import load_config
 from alpseg.engine import AlpsegTrainer
+from alpseg.utils.io import atomic_write, atomic_write_json
 
 from . import modeling  # noqa: F401  (Res5ROIHeadsExtraNorm must be registered in every process)
 from .checkpoints import verify_backbone_loaded
@@ -166,11 +167,8 @@ def _train_worker(cfg, spec: Detectron2TaskSpec, datasets_root: str, resume: boo
     if results is None:
         results = TransferTrainer.test(cfg, trainer.model)
     if comm.is_main_process():
-        tmp = os.path.join(cfg.OUTPUT_DIR, RESULTS_FILE + ".tmp")
-        with open(tmp, "w", encoding="utf-8") as f:
-            json.dump({"results": results, "max_iter": cfg.SOLVER.MAX_ITER,
-                       "train_datasets": list(cfg.DATASETS.TRAIN)}, f, indent=1)
-        os.replace(tmp, os.path.join(cfg.OUTPUT_DIR, RESULTS_FILE))
+        atomic_write_json(os.path.join(cfg.OUTPUT_DIR, RESULTS_FILE), {
+            "results": results, "max_iter": cfg.SOLVER.MAX_ITER, "train_datasets": list(cfg.DATASETS.TRAIN)}, indent=1)
 
 
 def run_detectron2_task(
@@ -192,8 +190,7 @@ def run_detectron2_task(
     results_path = os.path.join(output_dir, RESULTS_FILE)
     if os.path.exists(results_path):
         os.remove(results_path)
-    with open(os.path.join(output_dir, "config.yaml"), "w", encoding="utf-8") as f:
-        f.write(cfg.dump())
+    atomic_write(os.path.join(output_dir, "config.yaml"), cfg.dump())
     workers = min(num_gpus, torch.cuda.device_count()) if use_gpu else 1
     launch(_train_worker, workers if use_gpu else 0, dist_url="auto", args=(cfg, spec, datasets_root, resume))
     with open(results_path, encoding="utf-8") as f:

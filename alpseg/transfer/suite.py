@@ -23,6 +23,8 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import torch
 
+from alpseg.utils.io import atomic_write, atomic_write_json
+
 from .checkpoints import convert_checkpoint, save_detectron2_pkl
 from .images import weights_fingerprint
 
@@ -238,11 +240,7 @@ DEFAULT_TASKS: Tuple[str, ...] = tuple(t for t in TASKS if t != "lvis_instance_f
 
 
 def _write_json(path: str, obj: Any) -> None:
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = path + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(_finite(obj), f, indent=1)
-    os.replace(tmp, path)
+    atomic_write_json(path, _finite(obj), indent=1)
 
 
 def _finite(obj: Any) -> Any:
@@ -328,10 +326,7 @@ def run_suite(
     summary["table"] = {"columns": columns, "rows": rows}
     _write_json(os.path.join(output_dir, "results.json"), summary)
     markdown = table_markdown(columns, rows)
-    tmp = os.path.join(output_dir, "results.md.tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(markdown)
-    os.replace(tmp, os.path.join(output_dir, "results.md"))
+    atomic_write(os.path.join(output_dir, "results.md"), markdown)
     summary["markdown"] = markdown
     return summary
 

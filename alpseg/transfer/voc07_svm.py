@@ -35,6 +35,8 @@ from sklearn.svm import LinearSVC
 from detectron2.data.datasets.pascal_voc import CLASS_NAMES
 from tqdm import tqdm
 
+from alpseg.utils.io import atomic_open, atomic_write_json
+
 from .backbone import PooledResNet, build_resnet_trunk
 from .images import eval_transform, extract_pooled_features, weights_fingerprint
 
@@ -193,13 +195,6 @@ def _digest(obj: Any) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def _atomic_json(path: str, obj: Any) -> None:
-    tmp = path + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(obj, f)
-    os.replace(tmp, path)
-
-
 def cached_features(
     model: torch.nn.Module, paths: Sequence[str], cache_dir: str, key: str, s: VOC07SVMSettings, desc: str
 ) -> np.ndarray:
@@ -216,7 +211,7 @@ def cached_features(
         if not same:
             shutil.rmtree(cache_dir)
     os.makedirs(cache_dir, exist_ok=True)
-    _atomic_json(meta_path, meta)
+    atomic_write_json(meta_path, meta)
     transform = eval_transform(s.resize, s.crop)
     shards = []
     starts = range(0, len(paths), s.shard_size)
@@ -230,9 +225,8 @@ def cached_features(
                 continue
         feats = extract_pooled_features(model, chunk, transform, s.batch_size, s.num_workers, s.device,
                                         desc=f"{desc} {k + 1}/{len(starts)}")
-        with open(path + ".tmp", "wb") as f:
+        with atomic_open(path, "wb") as f:
             np.save(f, feats)
-        os.replace(path + ".tmp", path)
         shards.append(feats)
     return np.concatenate(shards)
 
@@ -280,7 +274,7 @@ def run_voc07_svm(
                 return cached
         y = np.where(y_train[:, c] == 1, 1, -1)  # difficult (0) counts as negative in training
         fitted = fit_class_svm(x_train, y, s) | {"key": svm_key}
-        _atomic_json(path, fitted)
+        atomic_write_json(path, fitted)
         return fitted
 
     if s.n_jobs == 1:

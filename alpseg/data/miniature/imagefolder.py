@@ -16,7 +16,9 @@ from typing import Dict, Iterator, List, Optional, Tuple
 import numpy as np
 
 from .world import CLASSES, MiniClass, Scene, sample_scene
-from .writers import write_image, write_json
+from alpseg.utils.io import atomic_write_json
+
+from .writers import write_image
 
 __all__ = ["ClassificationSizes", "write_miniature_imagefolder", "write_miniature_inat"]
 
@@ -74,6 +76,6 @@ def write_miniature_inat(root: str, seed: int = 0, sizes: Optional[Classificatio
     paths = {}
     for split, d in data.items():
         paths[split] = os.path.join(root, f"{split}2018.json")
-        write_json(paths[split], {"info": {"description": "alpseg miniature iNat2018"}, "licenses": [],
+        atomic_write_json(paths[split], {"info": {"description": "alpseg miniature iNat2018"}, "licenses": [],
                                   "categories": [categories[i] for i in sorted(categories)], **d})
     return paths

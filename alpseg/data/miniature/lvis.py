@@ -12,7 +12,7 @@ import json
 import os
 from typing import Dict
 
-from .writers import write_json
+from alpseg.utils.io import atomic_write_json
 
 __all__ = ["write_miniature_lvis"]
 
@@ -63,6 +63,6 @@ def write_miniature_lvis(root: str) -> Dict[str, str]:
         for a in annotations:
             by_id[a["category_id"]]["instance_count"] += 1
         paths[split] = os.path.join(root, "lvis", f"lvis_v1_{split}.json")
-        write_json(paths[split], {"info": {"description": "alpseg miniature LVIS v1"}, "licenses": [],
+        atomic_write_json(paths[split], {"info": {"description": "alpseg miniature LVIS v1"}, "licenses": [],
                                   "images": images, "annotations": annotations, "categories": categories})
     return paths

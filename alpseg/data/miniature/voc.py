@@ -20,6 +20,7 @@ import numpy as np
 from detectron2.data.datasets.pascal_voc import CLASS_NAMES as VOC_CLASSES
 
 from alpseg.transfer.voc07_svm import labels_from_annotation_trees
+from alpseg.utils.io import atomic_write
 
 from .world import MiniClass, MiniObject, Scene, sample_scene
 from .writers import write_image
@@ -81,13 +82,6 @@ def _annotation_xml(year: str, file_name: str, scene: Scene, difficult: Sequence
     return ET.ElementTree(root)
 
 
-def _write_lines(path: str, lines: Sequence[str]) -> None:
-    tmp = path + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write("".join(line + "\n" for line in lines))
-    os.replace(tmp, path)
-
-
 def write_miniature_voc(
     root: str,
     seed: int = 0,
@@ -133,9 +127,9 @@ def write_miniature_voc(
             table = labels_from_annotation_trees([trees[i].getroot() for i in ids])
             labels = {c: dict(zip(ids, table[:, k].tolist())) for k, c in enumerate(VOC_CLASSES)}
             for part, part_ids in parts.items():
-                _write_lines(os.path.join(main, f"{part}.txt"), part_ids)
+                atomic_write(os.path.join(main, f"{part}.txt"), "".join(f"{i}\n" for i in part_ids))
                 for c in VOC_CLASSES:
-                    _write_lines(os.path.join(main, f"{c}_{part}.txt"),
-                                 [f"{i} {labels[c][i]:2d}" for i in part_ids])
+                    atomic_write(os.path.join(main, f"{c}_{part}.txt"),
+                                 "".join(f"{i} {labels[c][i]:2d}\n" for i in part_ids))
             written[year][split] = ids
     return written
