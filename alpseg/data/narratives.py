@@ -18,7 +18,7 @@ import json
 import math
 import os
 from collections import Counter
-from typing import IO, Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
+from typing import IO, Any, Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
