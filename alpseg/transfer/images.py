@@ -8,7 +8,6 @@ RGB mean / std. Sizes are parameters so that tests can run on tiny images.
 from __future__ import annotations
 
 import hashlib
-import os
 from typing import Callable, List, Mapping, Optional, Sequence
 
 import numpy as np
@@ -108,9 +107,3 @@ def weights_fingerprint(weights: Mapping[str, torch.Tensor]) -> str:
         h.update(v.numpy().tobytes())
     return h.hexdigest()[:16]
 
-
-def list_files(paths: Sequence[str]) -> List[str]:
-    missing = [p for p in paths if not os.path.isfile(p)]
-    if missing:
-        raise FileNotFoundError(f"{len(missing)} image files missing, e.g. {missing[:3]}")
-    return list(paths)
