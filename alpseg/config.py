@@ -123,7 +123,7 @@ def add_alpseg_config(cfg: _D2CfgNode) -> None:
 
     # ---------------- mask head ----------------
     cfg.MODEL.ROI_MASK_HEAD.HOURGLASS_DEPTH = 20  # convs on the hourglass main path (20 = Hourglass-20)
-    cfg.MODEL.ROI_MASK_HEAD.HOURGLASS_WIDTH = 256  # channels inside the hourglass
+    cfg.MODEL.ROI_MASK_HEAD.HOURGLASS_WIDTH = 128  # channels inside the hourglass (docs/fcos_mo.md: cost vs width)
     cfg.MODEL.ROI_MASK_HEAD.TRAIN_ON_GT_BOXES = True  # train the mask head on GT boxes (not proposals)
 
     # ---------------- input ----------------

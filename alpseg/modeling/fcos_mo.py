@@ -324,8 +324,11 @@ class FCOSMO(PhraseVocabularyMixin, FCOS):
         logits = self.head.classifier.logits(torch.cat(embeddings, dim=1), text)
         losses = {
             "loss_cls": region_phrase_contrastive_loss(logits, targets, self.bg_alpha, normalizer),
+            # float32: under AMP, fvcore's giou_loss fails on half-precision predictions (detectron2's
+            # own FCOS crashes there) and box decoding in fp16 loses precision on large images.
             "loss_box_reg": _dense_box_regression_loss(
-                anchors, self.box2box_transform, box_deltas, gt_boxes, box_pos, box_reg_loss_type="giou"
+                anchors, self.box2box_transform, [d.float() for d in box_deltas], gt_boxes, box_pos,
+                box_reg_loss_type="giou",
             ) / normalizer,
         }
         if self.centerness:

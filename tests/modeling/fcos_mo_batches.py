@@ -1,35 +1,43 @@
 """Hand-made FCOS-MO inputs: a tiny config and batches with the instance fields of SPEC 2.2."""
+import os
+
 import torch
 
 from detectron2.structures import BitMasks, Boxes, Instances
 
-from alpseg.config import get_cfg
+from alpseg.config import load_config
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 PHRASES = ["dog", "cat", "small white dog", "tennis racket", "sombrero", "dolphin", "person", "car"]
 EMBED_DIM = 8
 
 
-def tiny_fcos_mo_cfg(bank_path: str = ""):
-    """FCOS-MO on a ResNet-18-like backbone with 16-channel FPN and an 8-d phrase space."""
-    cfg = get_cfg()
-    cfg.merge_from_file("configs/Base-FCOS-MO.yaml")
-    cfg.merge_from_list([
+def tiny_overrides(bank_path: str = ""):
+    """Turn any FCOS-MO config into a ResNet-18-like model with a 32-channel FPN and an 8-d phrase space.
+
+    Norm layers keep each config's choice (SyncBN runs as plain BN in a single CPU process).
+    """
+    return [
         "MODEL.DEVICE", "cpu",
         "MODEL.WEIGHTS", "",
         "MODEL.RESNETS.DEPTH", "18",
         "MODEL.RESNETS.RES2_OUT_CHANNELS", "64",
-        "MODEL.RESNETS.NORM", "SyncBN",  # single process: nn.SyncBatchNorm runs as plain BN
-        "MODEL.FPN.OUT_CHANNELS", "16",
+        "MODEL.FPN.OUT_CHANNELS", "32",  # GroupNorm (Table 2 configs) needs multiples of 32
         "MODEL.FCOS_MO.NUM_CONVS", "2",
-        "MODEL.ROI_MASK_HEAD.HOURGLASS_WIDTH", "8",
-        "MODEL.ROI_MASK_HEAD.NORM", "BN",
+        "MODEL.ROI_MASK_HEAD.HOURGLASS_WIDTH", "32",
+        "MODEL.ROI_MASK_HEAD.CONV_DIM", "32",
         "MODEL.OPEN_VOCAB.EMBED_DIM", str(EMBED_DIM),
         "MODEL.OPEN_VOCAB.PRETRAINED", "none",
         "MODEL.OPEN_VOCAB.EMBEDDINGS", bank_path,
         "MODEL.OPEN_VOCAB.TEST_VOCABULARY", "dog,cat,sombrero",
         "SOLVER.AMP.ENABLED", "False",
-    ])
-    return cfg
+    ]
+
+
+def tiny_fcos_mo_cfg(bank_path: str = ""):
+    """The paper's base config (SyncBN in backbone, FPN, towers and mask head) at tiny size."""
+    return load_config(os.path.join(REPO, "configs", "Base-FCOS-MO.yaml"), tiny_overrides(bank_path))
 
 
 def make_instances(size, boxes, phrases, is_alp, has_mask):

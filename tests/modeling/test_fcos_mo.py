@@ -80,6 +80,17 @@ def test_mixed_batch_losses_and_two_sgd_steps(tiny_cfg):
     assert any(g is not None and g.abs().sum() > 0 for g in _grads(model.mask_head))
 
 
+def test_trains_under_autocast(tiny_cfg):
+    """AMP (bf16 autocast on CPU here, fp16 on GPU): the GIoU loss runs in float32 and stays finite."""
+    model = build_model(tiny_cfg)
+    model.train()
+    with EventStorage(), torch.autocast("cpu", dtype=torch.bfloat16):
+        losses = model(_mixed_batch())
+    assert losses["loss_box_reg"].dtype == torch.float32 and losses["loss_cls"].dtype == torch.float32
+    assert all(torch.isfinite(v) for v in losses.values()) and losses["loss_box_reg"] > 0
+    sum(losses.values()).backward()
+
+
 def test_empty_images_do_not_crash(tiny_cfg):
     model = build_model(tiny_cfg)
     model.train()

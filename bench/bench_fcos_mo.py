@@ -1,0 +1,207 @@
+#!/usr/bin/env python
+"""FCOS-MO against detectron2's own FCOS: train-step and inference time on the same input.
+
+Both models get the same ResNet-50 + FPN backbone recipe (detectron2's FCOS 1x: MSRA R-50 layout,
+res2+ trainable, GN towers; BN instead of FrozenBN in both, because FrozenBN over random weights
+lets activations overflow) and the same batch of images with the same boxes. FCOS-MO is
+built from ``configs/fcos_reimpl/fcos_R_50_FPN_1x_mask.yaml`` (Hourglass-20 mask head) and, to
+isolate the mask head's cost, also with ``MODEL.MASK_ON False``. detectron2's FCOS is the model-zoo
+``COCO-Detection/fcos_R_50_FPN_1x.py``. Weights are random (timing only); score thresholds are set
+equal (0.05) so both decode the same number of top-k candidates per level.
+
+Runs are interleaved (model A step, model B step, ...) after warm-up, and medians are reported.
+
+    python bench/bench_fcos_mo.py --quick            # 2 images of 256x320, a few steps
+    python bench/bench_fcos_mo.py --size 800 1024    # larger inputs
+    python bench/bench_fcos_mo.py --device cuda --amp --size 1024 1024 --images 4   # one GPU's share of the paper's batch
+
+Prints a JSON report (also written to ``--output``). On a shared CPU pin the cores
+(``taskset -c 0,1``) and compare only figures from one run.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+from typing import Callable, Dict, List
+
+import numpy as np
+import torch
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+from detectron2 import model_zoo  # noqa: E402
+from detectron2.config import instantiate  # noqa: E402
+from detectron2.modeling import build_model  # noqa: E402
+from detectron2.structures import BitMasks, Boxes, Instances  # noqa: E402
+from detectron2.utils.events import EventStorage  # noqa: E402
+
+from alpseg.config import load_config  # noqa: E402
+from alpseg.text.bank import PhraseBank  # noqa: E402
+
+CONFIG = os.path.join(ROOT, "configs", "fcos_reimpl", "fcos_R_50_FPN_1x_mask.yaml")
+NUM_CLASSES = 80
+
+
+def _batch(num_images: int, size, instances_per_image: int, seed: int = 0) -> List[Dict]:
+    """Images with random boxes; every instance has a mask, a class id and a phrase ("class k")."""
+    rng = np.random.RandomState(seed)
+    h, w = size
+    batch = []
+    for _ in range(num_images):
+        xy = rng.uniform(0, 0.6, size=(instances_per_image, 2)) * [w, h]
+        wh = rng.uniform(0.1, 0.4, size=(instances_per_image, 2)) * [w, h]
+        boxes = torch.tensor(np.concatenate([xy, xy + wh], axis=1), dtype=torch.float32)
+        classes = torch.tensor(rng.randint(0, NUM_CLASSES, size=instances_per_image))
+        masks = torch.zeros(instances_per_image, h, w, dtype=torch.bool)
+        for i, (x0, y0, x1, y1) in enumerate(boxes.round().long().tolist()):
+            masks[i, y0:y1, x0:x1] = True
+        inst = Instances((h, w), gt_boxes=Boxes(boxes), gt_classes=classes, gt_masks=BitMasks(masks))
+        inst.gt_phrases = [f"class {c}" for c in classes.tolist()]
+        inst.gt_is_alp = torch.zeros(instances_per_image, dtype=torch.bool)
+        inst.gt_has_mask = torch.ones(instances_per_image, dtype=torch.bool)
+        image = torch.tensor(rng.randint(0, 256, size=(3, h, w)), dtype=torch.float32)
+        batch.append({"image": image, "instances": inst, "height": h, "width": w})
+    return batch
+
+
+def _random_bank(dim: int) -> PhraseBank:
+    rng = np.random.RandomState(0)
+    emb = rng.randn(NUM_CLASSES, dim).astype(np.float32)
+    emb /= np.linalg.norm(emb, axis=1, keepdims=True)
+    return PhraseBank([f"class {k}" for k in range(NUM_CLASSES)], emb, "random", "vild")
+
+
+def build_fcos_mo(mask_on: bool) -> torch.nn.Module:
+    cfg = load_config(CONFIG, ["MODEL.DEVICE", "cpu", "MODEL.WEIGHTS", "", "MODEL.MASK_ON", str(mask_on),
+                               "MODEL.RESNETS.NORM", "BN", "MODEL.FCOS_MO.NMS_THRESH_TEST", "0.6"])
+    model = build_model(cfg)
+    bank = _random_bank(cfg.MODEL.OPEN_VOCAB.EMBED_DIM)
+    model.phrase_bank = bank
+    model.set_test_vocabulary(bank.phrases)
+    return model
+
+
+def build_d2_fcos() -> torch.nn.Module:
+    cfg = model_zoo.get_config("COCO-Detection/fcos_R_50_FPN_1x.py")
+    cfg.model.num_classes = NUM_CLASSES
+    cfg.model.test_score_thresh = 0.05
+    cfg.model.backbone.bottom_up.stem.norm = "BN"
+    cfg.model.backbone.bottom_up.stages.norm = "BN"
+    return instantiate(cfg.model)
+
+
+def _sync(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def _train_step(model: torch.nn.Module, batch, opt, device: str = "cpu", amp: bool = False) -> Callable[[], None]:
+    """One SGD step (AMP with a GradScaler when ``amp``, as detectron2's AMPTrainer does)."""
+    scaler = torch.amp.GradScaler(device.split(":")[0], enabled=amp)
+
+    def step():
+        with EventStorage(), torch.autocast(device.split(":")[0], enabled=amp):
+            losses = model(batch)
+        opt.zero_grad()
+        scaler.scale(sum(losses.values())).backward()
+        scaler.step(opt)
+        scaler.update()
+        _sync(device)
+    return step
+
+
+def _infer_step(model: torch.nn.Module, batch, device: str = "cpu", amp: bool = False) -> Callable[[], None]:
+    images = [{k: v for k, v in d.items() if k != "instances"} for d in batch]
+
+    def step():
+        with torch.no_grad(), torch.autocast(device.split(":")[0], enabled=amp):
+            model(images)
+        _sync(device)
+    return step
+
+
+def _interleaved_medians(steps: Dict[str, Callable[[], None]], warmup: int, repeats: int,
+                         failed: Dict[str, str] = None) -> Dict[str, float]:
+    """Median seconds per step; a step that raises is dropped and its error kept in ``failed``."""
+    failed = {} if failed is None else failed
+    times: Dict[str, List[float]] = {k: [] for k in steps}
+    for i in range(warmup + repeats):
+        for name, fn in steps.items():
+            if name in failed:
+                continue
+            t0 = time.perf_counter()
+            try:
+                fn()
+            except RuntimeError as e:
+                failed[name] = f"{type(e).__name__}: {e}"[:300]
+                continue
+            if i >= warmup:
+                times[name].append(time.perf_counter() - t0)
+    return {k: statistics.median(v) for k, v in times.items() if v}
+
+
+def run(size=(384, 512), num_images: int = 2, instances_per_image: int = 8, warmup: int = 2, repeats: int = 5,
+        device: str = "cpu", amp: bool = False) -> Dict:
+    torch.manual_seed(0)
+    batch = _batch(num_images, size, instances_per_image)
+    models = {"d2_fcos": build_d2_fcos(), "fcos_mo": build_fcos_mo(True), "fcos_mo_no_mask": build_fcos_mo(False)}
+    train = {}
+    for name, m in models.items():
+        m.to(device).train()
+        opt = torch.optim.SGD(m.parameters(), lr=1e-4, momentum=0.9)
+        train[name] = _train_step(m, batch, opt, device, amp)
+    failed: Dict[str, Dict[str, str]] = {"train": {}, "infer": {}}
+    train_t = _interleaved_medians(train, warmup, repeats, failed["train"])
+    peak = torch.cuda.max_memory_allocated() / 2**30 if device.startswith("cuda") else None
+    for m in models.values():
+        m.eval()
+    infer_t = _interleaved_medians({k: _infer_step(m, batch, device, amp) for k, m in models.items()}, warmup, repeats,
+                                   failed["infer"])
+    return {
+        "input": {"images": num_images, "size": list(size), "instances_per_image": instances_per_image,
+                  "threads": torch.get_num_threads(), "device": device, "amp": amp, "repeats": repeats,
+                  "peak_train_memory_gib_all_models": peak},
+        "train_step_s": train_t,
+        "infer_s": infer_t,
+        "failed": failed,
+        "ratios": {
+            f"{k}_{phase}_vs_d2_fcos": t[k] / t["d2_fcos"]
+            for phase, t in (("train", train_t), ("infer", infer_t)) if "d2_fcos" in t for k in t if k != "d2_fcos"
+        },
+    }
+
+
+def cli(run_fn: Callable[..., Dict], doc: str, argv=None) -> Dict:
+    """The command line shared by the model benchmarks: ``--quick``, sizes, repeats, ``--output``."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="2 images of 256x320, 1 warm-up, 3 repeats")
+    parser.add_argument("--size", type=int, nargs=2, default=[384, 512], metavar=("H", "W"))
+    parser.add_argument("--images", type=int, default=2)
+    parser.add_argument("--instances", type=int, default=8)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--device", default="cpu", help="e.g. cuda")
+    parser.add_argument("--amp", action="store_true", help="mixed precision (the paper's setting on GPU)")
+    parser.add_argument("--output", default="")
+    args = parser.parse_args(argv)
+    extra = {"device": args.device, "amp": args.amp} if (args.device != "cpu" or args.amp) else {}
+    if args.quick:
+        report = run_fn((256, 320), args.images, args.instances, warmup=1, repeats=3, **extra)
+    else:
+        report = run_fn(tuple(args.size), args.images, args.instances, warmup=2, repeats=args.repeats, **extra)
+    text = json.dumps(report, indent=2)
+    print(text)
+    if args.output:
+        tmp = args.output + ".tmp"
+        with open(tmp, "w") as f:
+            f.write(text + "\n")
+        os.replace(tmp, args.output)
+    return report
+
+
+if __name__ == "__main__":
+    cli(run, __doc__)
