@@ -26,7 +26,7 @@ from .writers import challenge_rows, coco_json, oid_box_rows, write_csv, write_i
 __all__ = ["MiniatureSizes", "write_miniature_world", "CLASSES", "BASE_CLASSES", "NOVEL_CLASSES"]
 
 MANIFEST = "manifest.json"
-FORMAT_VERSION = 2  # bump whenever generated content changes, so cached trees are rewritten
+FORMAT_VERSION = 3  # bump whenever generated content changes, so cached trees are rewritten
 
 
 @dataclasses.dataclass

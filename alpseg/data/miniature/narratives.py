@@ -1,8 +1,10 @@
 """Localized-Narratives-style records for a miniature scene.
 
-A narrator names the objects one after another; each word is an utterance with start/end times and
-the mouse circles each object while its phrase is spoken (arriving a little before, leaving a little
-after), moving in straight lines between objects. The trace may leave the image (LocNar records a
+A narrator names the objects one after another, pausing after each; each word is an utterance with
+start/end times. The mouse circles each object while its phrase is spoken, arriving ``DWELL`` seconds
+before and leaving ``DWELL`` after (longer than the paper's 0.5 s temporal padding, so a curated box
+holds the loop around its object, not the move to the next one), and moves in straight lines
+between objects. The trace may leave the image (LocNar records a
 band around it) and may be split into several segments (mouse lifted).
 """
 from __future__ import annotations
@@ -20,6 +22,8 @@ CLOSERS = ["", "In the background there is grass.", "At the bottom there is a wo
            "Behind them there is a wall.", "The sky is visible."]
 ADJECTIVES = ["small", "big", "little", "large"]
 SAMPLE_DT = 0.04  # seconds between trace points (25 Hz)
+DWELL = 0.6  # seconds the mouse circles an object before and after its phrase
+PAUSE = (1.0, 1.4)  # pause after an object phrase; > 2 * DWELL so that dwell windows never overlap
 
 
 def _article(word: str) -> str:
@@ -72,10 +76,12 @@ def make_narrative(
         t += dur + float(rng.uniform(0.0, 0.12))
         if chunk[-1][0].endswith("."):
             t += 0.5
+        if chunk[-1][1] >= 0:  # the narrator pauses after naming an object
+            t += float(rng.uniform(*PAUSE))
         i += n_words
     end_time = t + 0.5
 
-    # Mouse trace: loops over each object during its span (+-0.3 s), straight moves in between.
+    # Mouse trace: loops over each object during its span (+-DWELL), straight moves in between.
     w, h = scene.width, scene.height
     times = np.arange(0.0, end_time, SAMPLE_DT)
     xs = np.empty_like(times)
@@ -86,7 +92,7 @@ def make_narrative(
     for oi in order:
         s0, s1 = spans[oi]
         x0, y0, x1, y1 = scene.objects[oi].box
-        windows.append((s0 - 0.3, s1 + 0.3, (x0 + x1) / 2, (y0 + y1) / 2,
+        windows.append((s0 - DWELL, s1 + DWELL, (x0 + x1) / 2, (y0 + y1) / 2,
                         (x1 - x0) / 2 * float(rng.uniform(0.8, 1.1)),
                         (y1 - y0) / 2 * float(rng.uniform(0.8, 1.1)), float(rng.uniform(0, 6.28))))
     for k, tk in enumerate(times):

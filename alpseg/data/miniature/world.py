@@ -43,7 +43,7 @@ CLASSES: List[MiniClass] = [
     MiniClass("bottle", "tall_rect", (30, 150, 60), 44, "/m/0mini_bottle", "Bottle"),
     MiniClass("bird", "diamond", (40, 40, 40), 16, "/m/0mini_bird", "Bird"),
     MiniClass("dolphin", "wide_ellipse", (40, 90, 230), None, "/m/0mini_dolphin", "Dolphin"),
-    MiniClass("starfish", "star", (250, 130, 20), None, "/m/0mini_starfish", "Starfish"),
+    MiniClass("pumpkin", "star", (250, 130, 20), None, "/m/0mini_pumpkin", "Pumpkin"),
     MiniClass("lantern", "cross", (20, 210, 220), None, "/m/0mini_lantern", "Lantern"),
     MiniClass("snail", "half_disk", (150, 90, 40), None, "/m/0mini_snail", "Snail"),
 ]
