@@ -1,11 +1,6 @@
-"""Models: importing this module registers them with detectron2's registries."""
-import importlib
+"""Models: importing this package registers them with detectron2's registries.
 
-# Each module registers its components; a module that is not written yet is skipped so the package
-# stays importable while the models are being built.
-for _name in ("hourglass", "fcos_mo", "mask_rcnn_star"):
-    try:
-        importlib.import_module(f"{__name__}.{_name}")
-    except ModuleNotFoundError as _e:
-        if _e.name != f"{__name__}.{_name}":
-            raise
+``META_ARCH_REGISTRY``: ``FCOSMO``, ``MaskRCNNStar``; ``ROI_MASK_HEAD_REGISTRY``: ``HourglassMaskHead``;
+plus the ROI heads of Mask R-CNN* and FCOS-MO's backbone builder.
+"""
+from . import fcos_mo, hourglass, mask_rcnn_star  # noqa: F401

@@ -4,7 +4,7 @@
 docs/architecture.md: COCO JSON with masks of base classes, Localized Narratives JSONL for the COCO and
 Open Images training images (word timings, mouse traces over the described objects), OID v6 boxes for
 the box oracle, Open-Images-challenge segmentation CSVs for validation/test with masks of every class,
-and a PASCAL VOC tree plus ImageFolder trees for the transfer suite. It is deterministic in ``seed``.
+and, for the transfer suite, PASCAL VOC, ImageNet-style, iNat-style and LVIS trees. It is deterministic in ``seed``.
 A ``manifest.json`` at the root records what was generated and, for every narrative, which object each
 phrase describes (used to measure how well curated ALP boxes cover their objects).
 """
@@ -136,11 +136,14 @@ def write_miniature_world(root: str, seed: int = 0, sizes: MiniatureSizes | None
 
     # --- Transfer-suite trees (written by the transfer package's own miniature writers).
     if sizes.voc:
-        from .imagefolder import write_miniature_imagefolder
+        from .imagefolder import write_miniature_imagefolder, write_miniature_inat
+        from .lvis import write_miniature_lvis
         from .voc import write_miniature_voc
 
         write_miniature_voc(root, seed=seed)
         write_miniature_imagefolder(os.path.join(root, "imagenet"), seed=seed)
+        write_miniature_inat(os.path.join(root, "inat2018"), seed=seed)
+        write_miniature_lvis(root)  # the miniature COCO rewritten in LVIS v1 format
 
     write_json(manifest_path, manifest)
     return manifest
