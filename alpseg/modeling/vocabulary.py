@@ -119,6 +119,12 @@ class PhraseVocabularyMixin:
             raise ValueError(f"{len(phrases)} phrases but {emb.shape[0]} embeddings")
         self._test_vocab = (phrases, emb)
 
+    def use_dataset_vocabulary(self, dataset_name: str) -> None:
+        """Classify against the test vocabulary configured for ``dataset_name`` (its class names
+        unless ``MODEL.OPEN_VOCAB.TEST_VOCABULARY`` says otherwise), loaded on first use."""
+        self.default_test_dataset = dataset_name
+        self._test_vocab = None
+
     @property
     def test_vocabulary(self) -> Tuple[List[str], Tensor]:
         """(phrases, (K, D) embeddings) of the test vocabulary, loaded from the config on first use."""

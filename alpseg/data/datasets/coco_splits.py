@@ -23,10 +23,13 @@ __all__ = ["load_coco_split", "coco_split_metadata"]
 logger = logging.getLogger(__name__)
 
 
-def load_coco_split(json_file: str, image_root: str, classes: Sequence[str]) -> List[Dict]:
+def load_coco_split(json_file: str, image_root: str, classes: Sequence[str],
+                    box_only_classes: Sequence[str] = ()) -> List[Dict]:
     """Dataset dicts of ``json_file`` restricted to ``classes`` (normalized COCO names).
 
-    ``category_id`` of each kept annotation is the position of its class in ``classes``.
+    ``category_id`` of each kept annotation is the position of its class in ``classes``. Annotations
+    of ``box_only_classes`` (a subset of ``classes``) lose their ``segmentation``: the box-supervised
+    oracle of Table 4 sees boxes, not masks, of the novel classes.
     """
     # load_coco_json only reveals the file's category names through the metadata of a dataset name;
     # use a private scratch name so that the real dataset's metadata is not touched.
@@ -41,6 +44,9 @@ def load_coco_split(json_file: str, image_root: str, classes: Sequence[str]) -> 
     if missing:
         raise ValueError(f"{json_file}: categories {missing} are absent from the file's 'categories'")
     target = index_of(classes)
+    box_only = set(box_only_classes)
+    if box_only - set(classes):
+        raise ValueError(f"box-only classes {sorted(box_only - set(classes))} are not among the split's classes")
     remap = {i: target[c] for i, c in enumerate(file_classes) if c in target}
     kept = dropped = 0
     for d in dicts:
@@ -53,6 +59,8 @@ def load_coco_split(json_file: str, image_root: str, classes: Sequence[str]) -> 
             a["category_id"] = new_id
             a["phrase"] = classes[new_id]
             a["is_alp"] = False
+            if a["phrase"] in box_only:
+                a.pop("segmentation", None)
             annos.append(a)
         kept += len(annos)
         d["annotations"] = annos

@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import shutil
 from typing import Any, Dict, List
 
 import numpy as np
@@ -51,7 +52,7 @@ def write_miniature_world(root: str, seed: int = 0, sizes: MiniatureSizes | None
     """Write the miniature tree under ``root`` and return its manifest.
 
     A tree already written with the same seed and sizes is reused (returns its manifest) unless
-    ``overwrite``.
+    ``overwrite``; a miniature tree of other settings at ``root`` is deleted first.
     """
     sizes = sizes or MiniatureSizes()
     settings = {"seed": seed, "sizes": dataclasses.asdict(sizes), "version": FORMAT_VERSION}
@@ -61,6 +62,8 @@ def write_miniature_world(root: str, seed: int = 0, sizes: MiniatureSizes | None
             manifest = json.load(f)
         if manifest.get("settings") == settings:
             return manifest
+        # A tree of other settings: remove it whole, with what was derived from it (e.g. curated ALPs).
+        shutil.rmtree(root)
     rng = np.random.default_rng(seed)
     s = sizes.image_size
     manifest: Dict[str, Any] = {"settings": settings, "narratives": {}}
