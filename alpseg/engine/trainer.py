@@ -40,14 +40,16 @@ def build_evaluator(cfg, dataset_name: str, output_folder: Optional[str] = None)
         return OIDChallengeEvaluator(dataset_name, output_dir=output_folder,
                                      group_of_weight=cfg.TEST.OID_GROUP_OF_WEIGHT,
                                      write_challenge_csv=cfg.TEST.WRITE_CHALLENGE_CSV)
+    # explicit tasks: detectron2 infers them from the predictions, and an empty set would drop "segm"
+    coco_tasks = ("bbox", "segm") if cfg.MODEL.MASK_ON else ("bbox",)
     if kind == "coco_base_novel":
         from alpseg.evaluation.base_novel import COCOBaseNovelEvaluator
 
-        return COCOBaseNovelEvaluator(dataset_name, output_dir=output_folder)
+        return COCOBaseNovelEvaluator(dataset_name, tasks=coco_tasks, output_dir=output_folder)
     if kind == "coco":
         from detectron2.evaluation import COCOEvaluator
 
-        return COCOEvaluator(dataset_name, output_dir=output_folder)
+        return COCOEvaluator(dataset_name, tasks=coco_tasks, output_dir=output_folder)
     if kind == "lvis":
         from detectron2.evaluation import LVISEvaluator
 

@@ -98,10 +98,15 @@ class COCOBaseNovelEvaluator(COCOEvaluator):
         results = super()._derive_coco_results(coco_eval, iou_type, class_names=class_names)
         if iou_type not in ("bbox", "segm"):
             return results
-        if coco_eval is None or not class_names:
+        if not class_names:
             results["AP50-base"] = results["AP50-novel"] = float("nan")
             return results
-        per_class = per_category_ap50(coco_eval, self._id_to_name)
+        if coco_eval is None:
+            # No detection at all (e.g. an untrained model): every class with ground truth scores 0,
+            # which is what COCOeval gives an empty submission; detectron2 itself reports NaN here.
+            per_class = self._empty_submission_ap50()
+        else:
+            per_class = per_category_ap50(coco_eval, self._id_to_name)
         self.per_category_ap50[iou_type] = per_class
         results["AP50-base"] = _nanmean([per_class[n] for n in self._base])
         results["AP50-novel"] = _nanmean([per_class[n] for n in self._novel])
@@ -110,6 +115,11 @@ class COCOBaseNovelEvaluator(COCOEvaluator):
         logger.info("%s %s: AP50-base %.2f (%d classes), AP50-novel %.2f (%d classes)", self._name, iou_type,
                     results["AP50-base"], len(self._base), results["AP50-novel"], len(self._novel))
         return results
+
+    def _empty_submission_ap50(self) -> Dict[str, float]:
+        with_gt = {self._id_to_name[a["category_id"]] for a in self._coco_api.dataset["annotations"]
+                   if a["category_id"] in self._id_to_name and not a.get("iscrowd", 0)}
+        return {name: (0.0 if name in with_gt else float("nan")) for name in self._id_to_name.values()}
 
     def evaluate(self, img_ids=None):
         results = super().evaluate(img_ids)

@@ -76,3 +76,14 @@ def test_base_novel_ap50(coco_dataset, tmp_path):
 def test_base_novel_rejects_unknown_classes(coco_dataset):
     with pytest.raises(ValueError, match="not in thing_classes"):
         COCOBaseNovelEvaluator(coco_dataset, distributed=False, base_classes=["zebra"])
+
+
+def test_no_detection_at_all_scores_zero_for_classes_with_ground_truth(coco_dataset, tmp_path):
+    """An empty submission (e.g. an untrained model) is AP 0 on classes with GT, not a missing task."""
+    ev = COCOBaseNovelEvaluator(coco_dataset, tasks=("bbox", "segm"), distributed=False, output_dir=str(tmp_path))
+    ev.reset()
+    ev.process([{"image_id": 1}, {"image_id": 2}], [{"instances": _pred(np.zeros((0, 4)), [], [])}] * 2)
+    res = ev.evaluate()
+    for task in ("bbox", "segm"):
+        assert res[task]["AP50-base"] == 0.0 and res[task]["AP50-novel"] == 0.0
+        assert res[task]["AP50-apple"] == res[task]["AP50-bus"] == res[task]["AP50-cat"] == 0.0
