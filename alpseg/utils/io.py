@@ -9,10 +9,27 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import tempfile
+import secrets
 from typing import IO, Any, Iterator
 
 __all__ = ["atomic_open", "atomic_write", "atomic_write_json"]
+
+
+def _create_temp(folder: str, name: str) -> tuple[int, str]:
+    """A new, uniquely named file next to the target, opened for writing.
+
+    Created with mode 0o666 filtered by the umask, as ``open()`` would create the target, rather than
+    ``tempfile.mkstemp``'s 0o600: the file is renamed into place and must stay readable by whoever
+    could read a plainly written one (e.g. the other users of a shared dataset folder).
+    """
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0)
+    for _ in range(100):
+        tmp = os.path.join(folder, f".tmp-{secrets.token_hex(4)}-{name}")
+        try:
+            return os.open(tmp, flags, 0o666), tmp
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"no free temporary file name for {name!r} in {folder}")
 
 
 @contextlib.contextmanager
@@ -22,7 +39,7 @@ def atomic_open(path: str, mode: str = "w") -> Iterator[IO]:
         raise ValueError(f"atomic_open writes whole files; mode must be 'w' or 'wb', not {mode!r}")
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=os.path.basename(path))
+    fd, tmp = _create_temp(folder, os.path.basename(path))
     try:
         with os.fdopen(fd, mode, **({} if mode == "wb" else {"encoding": "utf-8", "newline": ""})) as f:
             yield f
