@@ -27,6 +27,8 @@ from typing import Any, Dict, Iterable, Iterator, List, Mapping, Optional, Seque
 
 from tqdm import tqdm
 
+from alpseg.utils.io import atomic_open, atomic_write_json
+
 from .alp_curation import (
     CurationConfig,
     CurationReport,
@@ -58,24 +60,14 @@ def parse_shard(text: str) -> Tuple[int, int]:
     return i, n
 
 
-def _dump_atomic(path: str, obj: Any) -> None:
-    tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(obj, f)
-    os.replace(tmp, path)
-
-
 def write_alps_json(path: str, images: Sequence[Mapping[str, Any]], annotations: Iterable[Mapping[str, Any]],
                     phrases: Sequence[str], report: Mapping[str, Any]) -> None:
     """Write ALPS.json atomically, streaming the annotations (they may not fit in memory twice)."""
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as f:
+    with atomic_open(path) as f:
         f.write('{"images": ' + json.dumps(list(images)) + ',\n"annotations": [')
         for k, ann in enumerate(annotations):
             f.write(("\n" if k == 0 else ",\n") + json.dumps(ann))
         f.write('],\n"phrases": ' + json.dumps(list(phrases)) + ',\n"report": ' + json.dumps(report) + "}\n")
-    os.replace(tmp, path)
 
 
 def _sorted_images(images: Mapping[str, Mapping[str, Any]], ids: Iterable[str]) -> List[Dict[str, Any]]:
@@ -172,7 +164,7 @@ class CurationJob:
                 logger.info("Resuming: %d finished chunks in %s", len(done), self.parts_dir)
             return done
         os.makedirs(self.parts_dir, exist_ok=True)
-        _dump_atomic(meta_path, meta)
+        atomic_write_json(meta_path, meta)
         return set()
 
     def _finished_chunks(self) -> Iterator[Dict[str, Any]]:
@@ -229,7 +221,7 @@ class CurationJob:
             if error is not None:  # strict: nothing of this chunk is kept
                 errors.append((k, error))
                 return
-            _dump_atomic(self._chunk_path(k), {"chunk": k, "alps": alps, "report": state})
+            atomic_write_json(self._chunk_path(k), {"chunk": k, "alps": alps, "report": state})
             done.add(k)
             session.add(CurationReport.from_state(state))
 

@@ -12,7 +12,7 @@ import math
 import os
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
-from alpseg.utils.io import atomic_write
+from alpseg.utils.io import atomic_open, atomic_write
 
 __all__ = [
     "markdown_table",
@@ -153,11 +153,8 @@ def plot_per_category_ap(per_class: Mapping[str, float], path: str,
         ax.legend(handles=[Patch(color=BASE_COLOR, label="base"), Patch(color=NOVEL_COLOR, label="novel")],
                   loc="upper right")
     fig.tight_layout()
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    tmp = os.path.join(folder, ".tmp-" + os.path.basename(path))
-    fig.savefig(tmp, dpi=150, format=os.path.splitext(path)[1].lstrip(".") or "png")
-    os.replace(tmp, path)
+    with atomic_open(path, "wb") as f:
+        fig.savefig(f, dpi=150, format=os.path.splitext(path)[1].lstrip(".") or "png")
     return bars
 
 

@@ -32,6 +32,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from alpseg.utils.io import atomic_open
+
 from .encoder import PhraseEncoder, encoder_id
 from .prompts import normalize_phrase
 
@@ -122,24 +124,16 @@ class PhraseBank:
 
     def save(self, path: str) -> None:
         """Write the bank atomically: a crash mid-write never leaves a truncated bank behind."""
-        directory = os.path.dirname(os.path.abspath(path))
-        os.makedirs(directory, exist_ok=True)
-        tmp = os.path.join(directory, f".{os.path.basename(path)}.tmp{os.getpid()}")
-        try:
-            with open(tmp, "wb") as f:
-                np.savez(
-                    f,
-                    phrases=np.asarray(self.phrases, dtype=np.str_),
-                    embeddings=self.embeddings,
-                    encoder=np.asarray(self.encoder),
-                    prompts=np.asarray(self.prompts),
-                )
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.remove(tmp)
+        with atomic_open(path, "wb") as f:
+            np.savez(
+                f,
+                phrases=np.asarray(self.phrases, dtype=np.str_),
+                embeddings=self.embeddings,
+                encoder=np.asarray(self.encoder),
+                prompts=np.asarray(self.prompts),
+            )
+            f.flush()
+            os.fsync(f.fileno())  # a bank is costly to rebuild: on disk before it replaces the old one
 
     # ----------------------------------------------------------------------------- queries
     def __len__(self) -> int:

@@ -18,6 +18,8 @@ from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 from tqdm import tqdm
 
+from alpseg.utils.io import atomic_write_json
+
 __all__ = ["narrative_image_ids", "image_size", "write_image_info"]
 
 logger = logging.getLogger(__name__)
@@ -94,10 +96,7 @@ def write_image_info(image_ids: Iterable[str], images_dir: str, output: str, ext
             images.append({"id": i, "file_name": i + extension, "width": w, "height": h})
         else:
             missing.append(i)
-    tmp = f"{output}.tmp{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump({"images": images}, f)
-    os.replace(tmp, output)
+    atomic_write_json(output, {"images": images})
     os.remove(partial)
     if missing:
         logger.warning("%d of %d images are missing or unreadable (first: %s)", len(missing), len(image_ids),
