@@ -42,6 +42,7 @@ from detectron2.utils.events import EventStorage  # noqa: E402
 
 from alpseg.config import load_config  # noqa: E402
 from alpseg.text.bank import PhraseBank  # noqa: E402
+from alpseg.utils.io import atomic_write  # noqa: E402
 
 CONFIG = os.path.join(ROOT, "configs", "fcos_reimpl", "fcos_R_50_FPN_1x_mask.yaml")
 NUM_CLASSES = 80
@@ -176,8 +177,13 @@ def run(size=(384, 512), num_images: int = 2, instances_per_image: int = 8, warm
     }
 
 
-def cli(run_fn: Callable[..., Dict], doc: str, argv=None) -> Dict:
-    """The command line shared by the model benchmarks: ``--quick``, sizes, repeats, ``--output``."""
+def cli(run_fn: Callable[..., Dict], doc: str, argv=None, warmup: int = 2, amp: bool = True) -> Dict:
+    """The command line shared by the model benchmarks: ``--quick``, sizes, repeats, ``--output``.
+
+    ``run_fn(size, images, instances, warmup=, repeats=[, device=][, amp=])`` makes the report;
+    ``warmup`` is its number of warm-up steps outside ``--quick``; ``amp`` offers ``--amp`` (only for a
+    ``run_fn`` that takes it). The report is printed and, with ``--output``, written atomically.
+    """
     parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="2 images of 256x320, 1 warm-up, 3 repeats")
     parser.add_argument("--size", type=int, nargs=2, default=[384, 512], metavar=("H", "W"))
@@ -185,21 +191,21 @@ def cli(run_fn: Callable[..., Dict], doc: str, argv=None) -> Dict:
     parser.add_argument("--instances", type=int, default=8)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--device", default="cpu", help="e.g. cuda")
-    parser.add_argument("--amp", action="store_true", help="mixed precision (the paper's setting on GPU)")
+    if amp:
+        parser.add_argument("--amp", action="store_true", help="mixed precision (the paper's setting on GPU)")
     parser.add_argument("--output", default="")
     args = parser.parse_args(argv)
-    extra = {"device": args.device, "amp": args.amp} if (args.device != "cpu" or args.amp) else {}
+    extra: Dict = {"device": args.device} if args.device != "cpu" else {}
+    if amp and args.amp:
+        extra["amp"] = True
     if args.quick:
         report = run_fn((256, 320), args.images, args.instances, warmup=1, repeats=3, **extra)
     else:
-        report = run_fn(tuple(args.size), args.images, args.instances, warmup=2, repeats=args.repeats, **extra)
+        report = run_fn(tuple(args.size), args.images, args.instances, warmup=warmup, repeats=args.repeats, **extra)
     text = json.dumps(report, indent=2)
     print(text)
     if args.output:
-        tmp = args.output + ".tmp"
-        with open(tmp, "w") as f:
-            f.write(text + "\n")
-        os.replace(tmp, args.output)
+        atomic_write(args.output, text + "\n")
     return report
 
 

@@ -20,8 +20,6 @@ Prints a JSON report (also written to ``--output``). On a shared CPU pin the cor
 """
 from __future__ import annotations
 
-import argparse
-import json
 import os
 import sys
 from typing import Callable, Dict, List
@@ -37,7 +35,8 @@ from detectron2.modeling import build_model  # noqa: E402
 
 from alpseg.config import get_cfg, load_config  # noqa: E402
 from alpseg.data.mapper import PhraseList  # noqa: E402
-from bench_fcos_mo import NUM_CLASSES, _batch, _infer_step, _interleaved_medians, _random_bank, _train_step  # noqa: E402
+from bench_fcos_mo import (NUM_CLASSES, _batch, _infer_step, _interleaved_medians, _random_bank,  # noqa: E402
+                           _train_step, cli)
 
 STAR_CONFIG = os.path.join(ROOT, "configs", "Base-MaskRCNNStar.yaml")
 STOCK_CONFIG = "COCO-InstanceSegmentation/mask_rcnn_R_50_FPN_3x.yaml"
@@ -153,27 +152,8 @@ def run(size=(384, 512), num_images: int = 2, instances_per_image: int = 8, warm
     }
 
 
-def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="2 images of 256x320, 1 warm-up, 3 repeats")
-    parser.add_argument("--size", type=int, nargs=2, default=[384, 512], metavar=("H", "W"))
-    parser.add_argument("--images", type=int, default=2)
-    parser.add_argument("--instances", type=int, default=8)
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--device", default="cpu", help="cpu or cuda")
-    parser.add_argument("--output", default="")
-    args = parser.parse_args(argv)
-    if args.quick:
-        report = run((256, 320), args.images, args.instances, warmup=1, repeats=3, device=args.device)
-    else:
-        report = run(tuple(args.size), args.images, args.instances, warmup=3, repeats=args.repeats, device=args.device)
-    text = json.dumps(report, indent=2)
-    print(text)
-    if args.output:
-        tmp = args.output + ".tmp"
-        with open(tmp, "w") as f:
-            f.write(text + "\n")
-        os.replace(tmp, args.output)
+def main(argv=None) -> Dict:
+    return cli(run, __doc__, argv, warmup=3, amp=False)
 
 
 if __name__ == "__main__":
