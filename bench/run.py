@@ -42,7 +42,7 @@ import bench_oid_eval  # noqa: E402
 from alpseg.utils.io import atomic_write_json  # noqa: E402
 
 # (quick, full) settings of each part
-SIZES = {"quick": dict(size=(256, 320), num_images=2, warmup=1, repeats=3),
+SIZES = {"quick": dict(size=(192, 256), num_images=2, warmup=1, repeats=3),
          "full": dict(size=(1024, 1024), num_images=2, warmup=2, repeats=5)}
 CURATION_NARRATIVES = {"quick": 200, "full": 2000}
 OID_EVAL = {"quick": dict(images=300, loop_images=20), "full": dict(images=12000, loop_images=100)}
