@@ -6,7 +6,6 @@
 See docs/demo.md for what it does and what the numbers mean.
 """
 import argparse
-import logging
 import sys
 
 from alpseg.demo.table3 import run_table3
@@ -19,7 +18,6 @@ def main(argv=None) -> int:
     p.add_argument("--parallel", type=int, default=3, help="models trained at the same time (1 CPU thread each)")
     p.add_argument("--iterations", type=int, default=0, help="override SOLVER.MAX_ITER of the demo configs")
     args = p.parse_args(argv)
-    logging.basicConfig(level=logging.INFO)
     run_table3(args.output, seed=args.seed, parallel=args.parallel, iterations=args.iterations)
     return 0
 

@@ -11,7 +11,7 @@ from typing import Dict, List, Sequence
 
 import cv2
 import numpy as np
-from detectron2.data import MetadataCatalog
+from detectron2.data.catalog import Metadata
 from detectron2.data.detection_utils import read_image
 from detectron2.engine import DefaultPredictor
 from detectron2.utils.visualizer import ColorMode, Visualizer
@@ -32,9 +32,8 @@ class OpenVocabPredictor:
             raise TypeError(f"{type(model).__name__} is not an open-vocabulary model (no set_test_vocabulary)")
         model.set_test_vocabulary(phrases)
         self.phrases: List[str] = list(phrases)
-        self.metadata = MetadataCatalog.get(f"__alpseg_vocabulary_{abs(hash(tuple(phrases)))}")
-        if not hasattr(self.metadata, "thing_classes"):
-            self.metadata.set(thing_classes=self.phrases)
+        # unregistered metadata: the Visualizer only needs the class names
+        self.metadata = Metadata(name="alpseg_vocabulary", thing_classes=self.phrases)
 
     def __call__(self, image_bgr: np.ndarray) -> Dict:
         return self.predictor(image_bgr)

@@ -16,7 +16,6 @@ killed demo continues where it stopped (training resumes from its last checkpoin
 from __future__ import annotations
 
 import json
-import logging
 import os
 import subprocess
 import sys
@@ -25,8 +24,6 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Dict, List, Sequence
 
 from alpseg.data.miniature import CLASSES, MiniatureSizes, write_miniature_world
-
-logger = logging.getLogger("alpseg.demo")
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 MODELS = {
@@ -54,7 +51,6 @@ def _run(cmd: Sequence[str], log_path: str, env: Dict[str, str]) -> None:
 
 
 def _step(name: str):
-    logger.info("== %s", name)
     print(f"[demo] {name}", flush=True)
 
 

@@ -1,5 +1,4 @@
 """AlpsegDatasetMapper: LSJ sizes, instance fields, ALP-only quantization, empty crops, bad images."""
-import os
 
 import numpy as np
 import pytest

@@ -11,7 +11,7 @@ from detectron2.modeling import build_model
 from detectron2.structures import Boxes, Instances
 from detectron2.utils.events import EventStorage
 
-from alpseg.config import get_cfg, load_config
+from alpseg.config import load_config
 from alpseg.modeling.mask_rcnn_star import (
     MaskRCNNStar,
     OpenVocabFastRCNNOutputLayers,
