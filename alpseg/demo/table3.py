@@ -20,7 +20,7 @@ import os
 import subprocess
 import sys
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from typing import Dict, List, Sequence
 
 from alpseg.data.miniature import CLASSES, MiniatureSizes, write_miniature_world
@@ -101,7 +101,10 @@ def run_table3(output: str, seed: int = 0, parallel: int = 3, iterations: int = 
         print(f"[demo]   {name} done ({time.time() - t0:.0f} s since start)", flush=True)
 
     with ThreadPoolExecutor(max_workers=max(1, parallel)) as pool:
-        list(pool.map(train, MODELS))
+        jobs = [pool.submit(train, name) for name in MODELS]
+        _show_training_progress(output, iterations, jobs)
+        for job in jobs:
+            job.result()
 
     _step("5/6 collect the results")
     results: Dict = {"models": {}, "alp_curation": report, "seed": seed}
@@ -122,6 +125,33 @@ def run_table3(output: str, seed: int = 0, parallel: int = 3, iterations: int = 
     print(table, flush=True)
     print(f"[demo] finished in {results['minutes']} min; results in {output}/results.json", flush=True)
     return results
+
+
+def _last_iteration(metrics_json: str) -> int:
+    """The last iteration logged in a detectron2 ``metrics.json`` (-1 before the first)."""
+    last = -1
+    if os.path.isfile(metrics_json):
+        with open(metrics_json, encoding="utf-8") as f:
+            for line in f:
+                try:
+                    last = max(last, int(json.loads(line).get("iteration", -1)))
+                except ValueError:  # a line being written right now
+                    pass
+    return last
+
+
+def _show_training_progress(output: str, iterations: int, jobs) -> None:
+    """A progress bar over the iterations of all models, read from their metrics.json files."""
+    from tqdm import tqdm
+
+    from alpseg.config import load_config
+
+    total = {name: iterations or load_config(os.path.join(REPO, cfg)).SOLVER.MAX_ITER for name, cfg in MODELS.items()}
+    with tqdm(total=sum(total.values()), desc="[demo] training", unit="it") as bar:
+        while wait(jobs, timeout=5).not_done:
+            done = sum(min(total[n], _last_iteration(os.path.join(output, n, "metrics.json")) + 1) for n in MODELS)
+            bar.update(done - bar.n)
+        bar.update(bar.total - bar.n)
 
 
 def format_table(results: Dict) -> str:
