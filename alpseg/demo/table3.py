@@ -74,14 +74,13 @@ def run_table3(output: str, seed: int = 0, parallel: int = 3, iterations: int = 
               "--image-info", os.path.join(data_root, "openimages", "annotations", "locnar_oid_train_image_info.json"),
               "--output", alps], os.path.join(output, "logs", "curate_alps.log"), env)
     with open(alps, encoding="utf-8") as f:
-        report = json.load(f)["report"]
+        curated = json.load(f)
+    report = curated["report"]
 
     _step("3/6 embed phrases (open_clip ViT-B-32, random weights chosen on purpose: no download here; one prompt)")
     bank = os.path.join(output, "phrase_bank.npz")
     phrase_file = os.path.join(output, "phrases.txt")
-    with open(alps, encoding="utf-8") as f:
-        phrases = json.load(f)["phrases"]
-    phrases = sorted(set(phrases) | {c.name for c in CLASSES})
+    phrases = sorted(set(curated["phrases"]) | {c.name for c in CLASSES})
     with open(phrase_file, "w", encoding="utf-8") as f:
         f.write("\n".join(phrases) + "\n")
     _run([py, "tools/embed_phrases.py", "--phrases", phrase_file, "--output", bank, "--pretrained", "none",
