@@ -14,7 +14,7 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.9",
     packages=find_packages(include=["alpseg", "alpseg.*"]),
-    package_data={"alpseg": ["data/resources/*", "text/resources/*", "transfer/resources/*"]},
+    package_data={"alpseg": ["data/resources/*", "data/resources/openimages/*", "text/resources/*", "transfer/resources/*"]},
     install_requires=[
         "torch>=2.0",
         "torchvision>=0.15",
