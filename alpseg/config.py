@@ -91,6 +91,7 @@ def add_alpseg_config(cfg: _D2CfgNode) -> None:
     cfg.MODEL.OPEN_VOCAB.BG_ALPHA = 0.1  # weight of background log-probabilities in the contrastive loss
     cfg.MODEL.OPEN_VOCAB.EMBEDDINGS = ""  # phrase bank (.npz) holding every training phrase
     cfg.MODEL.OPEN_VOCAB.TEST_VOCABULARY = ""  # dataset name, vocabulary file, or comma list ("" = test set's classes)
+    cfg.MODEL.OPEN_VOCAB.NEGATIVES = "global"  # batch vocabulary over all processes ("global", the paper's) or this process's images ("local")
     cfg.MODEL.OPEN_VOCAB.ENCODE_MISSING = False  # encode test phrases absent from the bank on the fly
 
     # ---------------- FCOS-MO (section 3 of the paper) ----------------
@@ -143,7 +144,7 @@ def add_alpseg_config(cfg: _D2CfgNode) -> None:
     cfg.TEST.OID_GROUP_OF_WEIGHT = 1.0  # group-of weight of the Open Images challenge metric
     cfg.TEST.WRITE_CHALLENGE_CSV = False  # also write OID challenge predictions CSV on evaluation
     cfg.ALPSEG = C()
-    cfg.ALPSEG.SEED_WORKERS = True  # seed data-loader workers from SEED for reproducible runs
+    cfg.ALPSEG.SEED_WORKERS = True  # seed each image's augmentation from (SEED, iteration, batch position): reproducible, per-rank, exactly resumable
 
 
 def get_cfg() -> AlpsegCfgNode:

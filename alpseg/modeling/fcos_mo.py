@@ -40,7 +40,8 @@ from detectron2.structures import Boxes, ImageList, Instances, pairwise_point_bo
 from detectron2.utils.events import get_event_storage
 
 from .open_vocab import OpenVocabClassifier, region_phrase_contrastive_loss
-from .vocabulary import PhraseVocabularyMixin, index_phrases, instance_phrases, vocabulary_kwargs_from_config
+from .ema import PersistentEMAMixin
+from .vocabulary import PhraseVocabularyMixin, instance_phrases, vocabulary_kwargs_from_config
 
 __all__ = ["FCOSMO", "FCOSMOHead", "build_fcos_resnet_fpn_backbone"]
 
@@ -104,13 +105,6 @@ class FCOSMOHead(FCOSHead):
         return embeddings, bbox_reg, ctrness
 
 
-def _batch_vocabulary(gt_instances: List[Instances], device: torch.device) -> Tuple[List[str], List[Tensor]]:
-    """Unique phrases of the batch (first-appearance order) and each instance's index into them."""
-    index: Dict[str, int] = {}
-    ids = index_phrases([instance_phrases(inst, "FCOSMO") for inst in gt_instances], index, device)
-    return list(index), ids
-
-
 def _bool_field(inst: Instances, name: str, default: bool, device: torch.device) -> Tensor:
     """A per-instance bool field, or ``default`` for every instance when the field is absent."""
     if inst.has(name):
@@ -119,7 +113,7 @@ def _bool_field(inst: Instances, name: str, default: bool, device: torch.device)
 
 
 @META_ARCH_REGISTRY.register()
-class FCOSMO(PhraseVocabularyMixin, FCOS):
+class FCOSMO(PersistentEMAMixin, PhraseVocabularyMixin, FCOS):
     """FCOS-MO; see the module docstring. Test vocabulary: :meth:`set_test_vocabulary` or from cfg."""
 
     @configurable
@@ -135,6 +129,7 @@ class FCOSMO(PhraseVocabularyMixin, FCOS):
         phrase_bank_loader: Optional[Callable[[], Any]] = None,
         test_vocabulary_loader: Optional[Callable[[Any, Optional[str]], Any]] = None,
         default_test_dataset: Optional[str] = None,
+        negatives: str = "global",
         bg_alpha: float = 0.1,
         size_ranges: Sequence[float] = (64, 128, 256, 512),
         center_sampling_radius: float = 1.5,
@@ -180,7 +175,7 @@ class FCOSMO(PhraseVocabularyMixin, FCOS):
         self.size_ranges = [float(s) for s in size_ranges]
         self.bg_alpha = float(bg_alpha)
         self.centerness = bool(centerness)
-        self._init_vocabulary(phrase_bank, phrase_bank_loader, test_vocabulary_loader, default_test_dataset)
+        self._init_vocabulary(phrase_bank, phrase_bank_loader, test_vocabulary_loader, default_test_dataset, negatives)
         self.loss_weights = {"loss_cls": 1.0, "loss_box_reg": 1.0, "loss_centerness": 1.0, "loss_mask": 1.0}
         self.loss_weights.update(loss_weights or {})
         if (mask_pooler is None) != (mask_head is None):
@@ -296,7 +291,7 @@ class FCOSMO(PhraseVocabularyMixin, FCOS):
         anchors = self.anchor_generator(features)
         matched = self.match(anchors, gt_instances)
 
-        vocab, phrase_ids = _batch_vocabulary(gt_instances, self.device)
+        vocab, (phrase_ids,) = self.batch_vocabulary([instance_phrases(inst, "FCOSMO") for inst in gt_instances])
         num_phrases = len(vocab)
         targets, gt_boxes, is_alp = [], [], []
         for inst, idx, ids in zip(gt_instances, matched, phrase_ids):

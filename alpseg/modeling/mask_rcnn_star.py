@@ -47,7 +47,7 @@ from detectron2.structures import Boxes, ImageList, Instances
 from detectron2.utils.events import get_event_storage
 
 from .open_vocab import OpenVocabClassifier, region_phrase_contrastive_loss
-from .vocabulary import PhraseVocabularyMixin, index_phrases, instance_phrases, vocabulary_kwargs_from_config
+from .vocabulary import PhraseVocabularyMixin, instance_phrases, vocabulary_kwargs_from_config
 
 __all__ = [
     "ALP_SUPERVISION_MODES",
@@ -388,6 +388,7 @@ class MaskRCNNStar(PhraseVocabularyMixin, GeneralizedRCNN):
         phrase_bank_loader=None,
         test_vocabulary_loader=None,
         default_test_dataset: Optional[str] = None,
+        negatives: str = "global",
         **kwargs,
     ):
         """
@@ -408,7 +409,7 @@ class MaskRCNNStar(PhraseVocabularyMixin, GeneralizedRCNN):
         if self.proposal_generator is None:
             raise ValueError("MaskRCNNStar needs an RPN (MODEL.PROPOSAL_GENERATOR.NAME: SelectiveRPN)")
         self.alp_supervision = alp_supervision
-        self._init_vocabulary(phrase_bank, phrase_bank_loader, test_vocabulary_loader, default_test_dataset)
+        self._init_vocabulary(phrase_bank, phrase_bank_loader, test_vocabulary_loader, default_test_dataset, negatives)
 
     @classmethod
     def from_config(cls, cfg):
@@ -468,11 +469,10 @@ class MaskRCNNStar(PhraseVocabularyMixin, GeneralizedRCNN):
             return self.inference(batched_inputs)
         images = self.preprocess_image(batched_inputs)
         targets, box_phrases, supervised, label_phrases = self._split_supervision(batched_inputs)
-        index: Dict[str, int] = {}  # the batch vocabulary, first-appearance order
-        for target, ids in zip(targets, index_phrases(box_phrases, index, self.device)):
+        # the batch vocabulary (all processes' phrases unless MODEL.OPEN_VOCAB.NEGATIVES is "local")
+        vocab, (box_ids, label_ids) = self.batch_vocabulary(box_phrases, label_phrases)
+        for target, ids in zip(targets, box_ids):
             target.gt_phrase_ids = ids
-        label_ids = index_phrases(label_phrases, index, self.device)
-        vocab = list(index)
         storage = get_event_storage()
         storage.put_scalar("mask_rcnn_star/box_supervised_images", float(sum(supervised)))
         storage.put_scalar("mask_rcnn_star/image_label_images", float(sum(1 for p in label_phrases if p)))

@@ -6,6 +6,15 @@ the ``thing_classes`` of ``DATASETS.TEST[0]``). :class:`PhraseVocabularyMixin` h
 lazily (a 51K-phrase bank is only read by a model that trains or evaluates) and lets a caller swap
 the vocabulary (``set_test_vocabulary``) to evaluate on another dataset or to run the demo with any
 list of phrases.
+
+**Batch vocabulary and negatives.** In training, a region's phrase competes in a softmax with the
+other phrases of the batch, which act as its negatives. With several processes
+the batch is split over them; ``MODEL.OPEN_VOCAB.NEGATIVES`` chooses whose phrases:
+
+* ``"global"`` (default, the paper's): every process gathers the phrases of all processes' images
+  (strings only, with ``comm.all_gather``) and builds the same vocabulary, ordered by rank then by
+  first appearance: what one process holding the whole batch would build;
+* ``"local"``: each process uses its own images' phrases only.
 """
 from __future__ import annotations
 
@@ -17,10 +26,14 @@ import torch
 from torch import Tensor
 
 from detectron2.structures import Instances
+from detectron2.utils import comm
 
 from ..text.prompts import normalize_phrase
 
-__all__ = ["PhraseVocabularyMixin", "vocabulary_kwargs_from_config", "index_phrases", "instance_phrases"]
+__all__ = ["PhraseVocabularyMixin", "vocabulary_kwargs_from_config", "index_phrases", "instance_phrases",
+           "batch_vocabulary", "NEGATIVES_MODES"]
+
+NEGATIVES_MODES = ("global", "local")
 
 logger = logging.getLogger(__name__)
 
@@ -33,6 +46,7 @@ def vocabulary_kwargs_from_config(cfg) -> Dict[str, Any]:
         "phrase_bank_loader": functools.partial(load_bank_for_cfg, cfg.clone()),
         "test_vocabulary_loader": functools.partial(load_test_vocabulary, cfg.clone()),
         "default_test_dataset": cfg.DATASETS.TEST[0] if len(cfg.DATASETS.TEST) else None,
+        "negatives": cfg.MODEL.OPEN_VOCAB.NEGATIVES,
     }
 
 
@@ -46,6 +60,31 @@ def index_phrases(phrase_lists: Sequence[Sequence[str]], index: Dict[str, int], 
         torch.as_tensor([index.setdefault(p, len(index)) for p in phrases], dtype=torch.long, device=device)
         for phrases in phrase_lists
     ]
+
+
+def batch_vocabulary(
+    groups: Sequence[Sequence[Sequence[str]]], device, negatives: str = "global"
+) -> Tuple[List[str], List[List[Tensor]]]:
+    """The batch vocabulary and, for each group of per-image phrase lists, each list's indices into it.
+
+    ``negatives="global"`` gathers every process's phrases (see the module docstring); all processes
+    must then call this together. With one process both modes are the same.
+    """
+    if negatives not in NEGATIVES_MODES:
+        raise ValueError(f"MODEL.OPEN_VOCAB.NEGATIVES must be one of {NEGATIVES_MODES}, got {negatives!r}")
+    local: Dict[str, None] = {}
+    for lists in groups:
+        for phrases in lists:
+            for p in phrases:
+                local.setdefault(p, None)
+    index: Dict[str, int] = {}
+    if negatives == "global" and comm.get_world_size() > 1:
+        for part in comm.all_gather(list(local)):
+            for p in part:
+                index.setdefault(p, len(index))
+    else:
+        index = {p: i for i, p in enumerate(local)}
+    return list(index), [index_phrases(lists, index, device) for lists in groups]
 
 
 def instance_phrases(inst: Instances, model_name: str) -> List[str]:
@@ -70,6 +109,7 @@ class PhraseVocabularyMixin:
         phrase_bank_loader: Optional[Callable[[], Any]] = None,
         test_vocabulary_loader: Optional[Callable[[Any, Optional[str]], Any]] = None,
         default_test_dataset: Optional[str] = None,
+        negatives: str = "global",
     ) -> None:
         """
         Args:
@@ -79,7 +119,11 @@ class PhraseVocabularyMixin:
                 embeddings), used on the first inference unless :meth:`set_test_vocabulary` was called.
             default_test_dataset: the dataset whose ``thing_classes`` are the test vocabulary when
                 ``MODEL.OPEN_VOCAB.TEST_VOCABULARY`` is empty (``DATASETS.TEST[0]``).
+            negatives: ``"global"`` or ``"local"`` batch vocabulary (module docstring).
         """
+        if negatives not in NEGATIVES_MODES:
+            raise ValueError(f"MODEL.OPEN_VOCAB.NEGATIVES must be one of {NEGATIVES_MODES}, got {negatives!r}")
+        self.negatives = negatives
         self._phrase_bank = phrase_bank
         self._phrase_bank_loader = phrase_bank_loader
         self._test_vocabulary_loader = test_vocabulary_loader
@@ -99,6 +143,10 @@ class PhraseVocabularyMixin:
     def phrase_bank(self, bank) -> None:
         """Use ``bank`` (anything with ``lookup(phrases) -> (K, D)``) instead of the configured file."""
         self._phrase_bank = bank
+
+    def batch_vocabulary(self, *groups: Sequence[Sequence[str]]) -> Tuple[List[str], List[List[Tensor]]]:
+        """:func:`batch_vocabulary` with this model's device and ``negatives`` mode."""
+        return batch_vocabulary(groups, self.device, self.negatives)
 
     def embed_phrases(self, phrases: Sequence[str]) -> Tensor:
         """(K, D) float32 embeddings of ``phrases`` on the model's device (``KeyError`` if missing)."""
