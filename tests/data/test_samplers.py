@@ -150,3 +150,57 @@ def test_empty_filter_keeps_image_level_phrase_records(tmp_path):
         assert len(get_alpseg_dataset_dicts("h5phrases", filter_empty=False)) == 3
     finally:
         DatasetCatalog.remove("h5phrases")
+
+
+def _lsj_batches(cfg, n, rank=0, world=1, start_iter=0, monkeypatch=None):
+    """(image tensor, ALP box) of every image of the first ``n`` batches of ``rank``'s loader."""
+    from alpseg.data import build
+
+    monkeypatch.setattr(build.comm, "get_world_size", lambda: world)
+    monkeypatch.setattr(build.comm, "get_rank", lambda: rank)
+    out = []
+    for i, batch in enumerate(build_alpseg_train_loader(cfg, start_iter=start_iter)):
+        out.append([(b["image"], b["instances"].gt_boxes.tensor) for b in batch])
+        if i + 1 == n:
+            return out
+
+
+def _same(a, b):
+    return all(x[0].equal(y[0]) and x[1].equal(y[1]) for x, y in zip(a, b)) and len(a) == len(b)
+
+
+@pytest.mark.parametrize("alternate", [True, False])
+def test_augmentation_is_per_global_batch_slot(tmp_path, monkeypatch, alternate):
+    """One image repeated: only augmentation (LSJ scale/crop, flip, box quantization) tells slots apart.
+    Ranks draw differently; 2 ranks x 2 images draw exactly what 1 process x 4 images draws, with any
+    number of workers, and a loader started at iteration 3 continues the same draws."""
+    path = write_image(str(tmp_path / "one.png"), 40, 56, value=30)
+    dicts = [{"file_name": path, "image_id": i, "height": 40, "width": 56,
+              "annotations": [{"bbox": [3, 5, 41, 33], "bbox_mode": BoxMode.XYXY_ABS, "phrase": "dog", "is_alp": True}]}
+             for i in range(3)]
+    DatasetCatalog.register("h5repeat", lambda: dicts)
+    try:
+        cfg = _cfg(["h5repeat"], workers=0, batch=4)
+        cfg.DATALOADER.ALTERNATE_DATASETS = alternate
+        cfg.INPUT.LSJ.ENABLED, cfg.INPUT.LSJ.IMAGE_SIZE = True, 48
+        cfg.INPUT.ALP.BOX_QUANTIZATION = [0, 8, 16, 32]
+        whole = _lsj_batches(cfg, 5, monkeypatch=monkeypatch)
+        r0 = _lsj_batches(cfg, 5, rank=0, world=2, monkeypatch=monkeypatch)
+        r1 = _lsj_batches(cfg, 5, rank=1, world=2, monkeypatch=monkeypatch)
+        for it in range(5):
+            assert _same(r0[it] + r1[it], whole[it]), it  # bit-identical to the one-process global batch
+            assert not _same(r0[it], r1[it]), it  # the ranks' draws differ
+        # the slots of one batch differ from each other too (not one draw repeated)
+        assert not whole[0][0][0].equal(whole[0][1][0]) or not whole[0][0][1].equal(whole[0][1][1])
+        cfg.DATALOADER.NUM_WORKERS = 2
+        assert all(_same(a, b) for a, b in zip(_lsj_batches(cfg, 5, monkeypatch=monkeypatch), whole))
+        assert all(_same(a, b) for a, b in zip(_lsj_batches(cfg, 2, start_iter=3, monkeypatch=monkeypatch), whole[3:]))
+        # the process's own RNG stream is left where it was
+        import numpy as np
+        np.random.seed(5)
+        before = np.random.get_state()[1].copy()
+        cfg.DATALOADER.NUM_WORKERS = 0  # mapping in this process
+        _lsj_batches(cfg, 1, monkeypatch=monkeypatch)
+        assert (np.random.get_state()[1] == before).all()
+    finally:
+        DatasetCatalog.remove("h5repeat")

@@ -1,0 +1,70 @@
+#!/usr/bin/env python
+"""Submit alpseg work to a SLURM cluster through submitit (or try it locally with --cluster local).
+
+    # ALP curation as a job array of 16 shards (each runs tools/curate_alps.py ... --shard i/16)
+    python tools/submit.py curate --shards 16 --partition P -- --input LN.jsonl --image-info I.json --output A.json
+    # any sharded command, e.g. a transfer-suite task list split over jobs
+    python tools/submit.py array --shards 4 -- python tools/eval_transfer.py --backbone B.pth
+    # training: the same as tools/train_net.py --slurm
+    python tools/submit.py train --nodes 2 --gpus-per-node 8 --partition P -- --config-file CFG
+
+Exits non-zero when a submitted (awaited) job fails, or when nothing was submitted.
+"""
+import argparse
+import os
+import sys
+
+from alpseg.engine.submit import python_command, submit_array
+
+TOOLS = os.path.dirname(os.path.abspath(__file__))
+
+
+def get_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("what", choices=("curate", "array", "train"), help="curation shards, any sharded command, or training")
+    p.add_argument("--shards", type=int, default=1, help="jobs in the array (curate / array)")
+    p.add_argument("--cluster", default="slurm", choices=("slurm", "local", "debug"), help="submitit executor")
+    p.add_argument("--partition", default="", help="SLURM partition")
+    p.add_argument("--timeout-min", type=int, default=24 * 60, help="job time limit in minutes")
+    p.add_argument("--job-dir", default="submitit", help="submitit logs and job files")
+    p.add_argument("--nodes", type=int, default=1, help="nodes (train)")
+    p.add_argument("--gpus-per-node", type=int, default=8, help="GPUs = processes per node (train)")
+    p.add_argument("--wait", action="store_true", help="wait for the jobs and fail if any failed")
+    p.add_argument("--no-progress", action="store_true", help="accepted for symmetry with the other tools (no bar here)")
+    p.add_argument("rest", nargs=argparse.REMAINDER, help="after --: the arguments of the submitted tool / command")
+    return p
+
+
+def main(argv=None) -> int:
+    args = get_parser().parse_args(argv)
+    rest = args.rest[1:] if args.rest[:1] == ["--"] else args.rest
+    if not rest:
+        print("error: nothing to submit: give the tool's arguments after --", file=sys.stderr)
+        return 2
+    if args.what == "train":
+        from alpseg.engine.launch import main as train_main
+
+        train_main(rest + ["--slurm", "--cluster", args.cluster, "--nodes", str(args.nodes), "--gpus-per-node",
+                           str(args.gpus_per_node), "--partition", args.partition, "--timeout-min",
+                           str(args.timeout_min), "--job-dir", args.job_dir])
+        return 0
+    command = python_command(os.path.join(TOOLS, "curate_alps.py"), rest) if args.what == "curate" else rest
+    if args.what == "curate" and "--no-progress" not in command:
+        command.append("--no-progress")
+    jobs = submit_array(command, args.shards, cluster=args.cluster, folder=args.job_dir, partition=args.partition,
+                        timeout_min=args.timeout_min)
+    if args.wait:
+        failed = 0
+        for job in jobs:
+            try:
+                job.result()
+            except Exception as e:  # noqa: BLE001  (submitit re-raises the job's failure)
+                failed += 1
+                print(f"error: job {job.job_id}: {str(e).strip().splitlines()[-1]}", file=sys.stderr)
+        print(f"{len(jobs) - failed} of {len(jobs)} job(s) succeeded")
+        return 1 if failed else 0
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
