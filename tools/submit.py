@@ -1,8 +1,9 @@
 #!/usr/bin/env python
 """Submit alpseg work to a SLURM cluster through submitit (or try it locally with --cluster local).
 
-    # ALP curation as a job array of 16 shards (each runs tools/curate_alps.py ... --shard i/16)
-    python tools/submit.py curate --shards 16 --partition P -- --input LN.jsonl --image-info I.json --output A.json
+    # ALP curation as a job array of 16 shards (each runs tools/curate_alps.py ... --shard i/16 and
+    # writes A.shard-i-of-16.json); with --wait the shards are merged into A.json at the end
+    python tools/submit.py curate --shards 16 --partition P --wait -- --input LN.jsonl --image-info I.json --output A.json
     # any sharded command, e.g. a transfer-suite task list split over jobs
     python tools/submit.py array --shards 4 -- python tools/eval_transfer.py --backbone B.pth
     # training: the same as tools/train_net.py --slurm
@@ -14,7 +15,9 @@ import argparse
 import os
 import sys
 
-from alpseg.engine.submit import python_command, submit_array
+import subprocess
+
+from alpseg.engine.submit import python_command, shard_path, submit_array
 
 TOOLS = os.path.dirname(os.path.abspath(__file__))
 
@@ -29,7 +32,8 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--job-dir", default="submitit", help="submitit logs and job files")
     p.add_argument("--nodes", type=int, default=1, help="nodes (train)")
     p.add_argument("--gpus-per-node", type=int, default=8, help="GPUs = processes per node (train)")
-    p.add_argument("--wait", action="store_true", help="wait for the jobs and fail if any failed")
+    p.add_argument("--wait", action="store_true",
+                   help="wait for the jobs and fail if any failed (curate: then merge the shards into --output)")
     p.add_argument("--no-progress", action="store_true", help="accepted for symmetry with the other tools (no bar here)")
     p.add_argument("rest", nargs=argparse.REMAINDER, help="after --: the arguments of the submitted tool / command")
     return p
@@ -46,7 +50,7 @@ def main(argv=None) -> int:
 
         train_main(rest + ["--slurm", "--cluster", args.cluster, "--nodes", str(args.nodes), "--gpus-per-node",
                            str(args.gpus_per_node), "--partition", args.partition, "--timeout-min",
-                           str(args.timeout_min), "--job-dir", args.job_dir])
+                           str(args.timeout_min), "--job-dir", args.job_dir] + (["--wait"] if args.wait else []))
         return 0
     command = python_command(os.path.join(TOOLS, "curate_alps.py"), rest) if args.what == "curate" else rest
     if args.what == "curate" and "--no-progress" not in command:
@@ -62,7 +66,19 @@ def main(argv=None) -> int:
                 failed += 1
                 print(f"error: job {job.job_id}: {str(e).strip().splitlines()[-1]}", file=sys.stderr)
         print(f"{len(jobs) - failed} of {len(jobs)} job(s) succeeded")
-        return 1 if failed else 0
+        if failed:
+            return 1
+        if args.what == "curate" and "--output" in rest[:-1]:
+            output = rest[rest.index("--output") + 1]
+            shards = [shard_path(output, i, args.shards) for i in range(args.shards)]
+            if args.shards == 1:
+                os.replace(shards[0], output)
+            else:
+                merge = python_command(os.path.join(TOOLS, "curate_alps.py"), ["--merge"] + shards + ["--output", output])
+                if subprocess.run(merge).returncode:
+                    print(f"error: merging the shards into {output} failed", file=sys.stderr)
+                    return 1
+            print(f"written {output}")
     return 0
 
 

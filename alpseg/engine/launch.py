@@ -55,6 +55,7 @@ def argument_parser(description: str = "alpseg training / evaluation") -> argpar
     slurm.add_argument("--job-dir", default="", help="submitit logs and job files (default OUTPUT_DIR/submitit)")
     slurm.add_argument("--cluster", default="slurm", choices=("slurm", "local", "debug"),
                        help="submitit executor: slurm, or local / debug to try a submission on this machine")
+    slurm.add_argument("--wait", action="store_true", help="wait for the job; exit non-zero if it failed (with --slurm)")
     return parser
 
 

@@ -18,7 +18,7 @@ import subprocess
 import sys
 from typing import List, Optional, Sequence
 
-__all__ = ["make_executor", "TrainingJob", "submit_training", "ShardCommand", "submit_array"]
+__all__ = ["make_executor", "TrainingJob", "submit_training", "ShardCommand", "submit_array", "shard_path"]
 
 
 def _submitit():
@@ -91,20 +91,35 @@ def submit_training(args: argparse.Namespace, cfg, wait: bool = False):
                              timeout_min=args.timeout_min, name=os.path.basename(args.config_file))
     job = executor.submit(TrainingJob(args, on_cpu, _find_free_port()))
     print(f"submitted job {job.job_id}: {args.nodes} node(s) x {per_node} process(es); logs in {folder}", flush=True)
-    if wait:
-        job.result()
+    if wait or args.wait:
+        job.results()  # every task's; raises the first failure
+        print(f"job {job.job_id} finished", flush=True)
     return job
 
 
+def shard_path(path: str, index: int, count: int) -> str:
+    """``out/ALPS.json`` -> ``out/ALPS.shard-3-of-16.json``: where shard ``index`` writes."""
+    stem, ext = os.path.splitext(path)
+    return f"{stem}.shard-{index}-of-{count}{ext}"
+
+
 class ShardCommand:
-    """Run ``command + ["--shard", f"{i}/{n}"]``; fails (non-zero exit) as the command fails."""
+    """Run ``command + ["--shard", f"{i}/{n}"]``, with the value of ``--output`` (if any) made
+    per-shard (:func:`shard_path`); fails (non-zero exit) as the command fails."""
 
     def __init__(self, command: Sequence[str], num_shards: int):
         self.command = list(command)
         self.num_shards = int(num_shards)
 
+    def shard_command(self, index: int) -> List[str]:
+        cmd = list(self.command)
+        if "--output" in cmd[:-1]:
+            at = cmd.index("--output") + 1
+            cmd[at] = shard_path(cmd[at], index, self.num_shards)
+        return cmd + ["--shard", f"{index}/{self.num_shards}"]
+
     def __call__(self, index: int) -> int:
-        cmd = self.command + ["--shard", f"{index}/{self.num_shards}"]
+        cmd = self.shard_command(index)
         proc = subprocess.run(cmd)
         if proc.returncode:
             raise RuntimeError(f"shard {index}/{self.num_shards} failed (exit {proc.returncode}): {' '.join(cmd)}")
