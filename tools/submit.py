@@ -35,13 +35,14 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--wait", action="store_true",
                    help="wait for the jobs and fail if any failed (curate: then merge the shards into --output)")
     p.add_argument("--no-progress", action="store_true", help="accepted for symmetry with the other tools (no bar here)")
-    p.add_argument("rest", nargs=argparse.REMAINDER, help="after --: the arguments of the submitted tool / command")
+    p.epilog = "Everything after -- is the submitted tool's arguments (curate, train) or the command (array)."
     return p
 
 
 def main(argv=None) -> int:
-    args = get_parser().parse_args(argv)
-    rest = args.rest[1:] if args.rest[:1] == ["--"] else args.rest
+    argv = sys.argv[1:] if argv is None else list(argv)
+    own, rest = (argv[:argv.index("--")], argv[argv.index("--") + 1:]) if "--" in argv else (argv, [])
+    args = get_parser().parse_args(own)
     if not rest:
         print("error: nothing to submit: give the tool's arguments after --", file=sys.stderr)
         return 2
@@ -64,7 +65,9 @@ def main(argv=None) -> int:
                 job.result()
             except Exception as e:  # noqa: BLE001  (submitit re-raises the job's failure)
                 failed += 1
-                print(f"error: job {job.job_id}: {str(e).strip().splitlines()[-1]}", file=sys.stderr)
+                lines = [x.strip() for x in str(e).splitlines() if x.strip()] or [type(e).__name__]
+                reason = next((x for x in reversed(lines) if "failed (exit" in x), lines[0])
+                print(f"error: job {job.job_id}: {reason} (log: {job.paths.stderr})", file=sys.stderr)
         print(f"{len(jobs) - failed} of {len(jobs)} job(s) succeeded")
         if failed:
             return 1

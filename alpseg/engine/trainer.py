@@ -109,8 +109,12 @@ class PhraseCoverageError(ValueError):
 
 
 def rng_states() -> Dict[str, Any]:
-    """This process's python / numpy / torch (and CUDA) RNG states."""
-    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    """This process's python / numpy / torch (and CUDA) RNG states, in types that torch.load's
+    ``weights_only`` mode accepts (tensors, numbers, strings, tuples, lists, dicts)."""
+    kind, keys, pos, has_gauss, gauss = np.random.get_state()
+    state = {"python": random.getstate(),
+             "numpy": (str(kind), torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(gauss)),
+             "torch": torch.get_rng_state()}
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
@@ -118,7 +122,8 @@ def rng_states() -> Dict[str, Any]:
 
 def set_rng_states(state: Dict[str, Any]) -> None:
     random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
+    kind, keys, pos, has_gauss, gauss = state["numpy"]
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
@@ -152,8 +157,9 @@ class TrainingStateHook(HookBase):
         if comm.is_main_process():
             storage = self.trainer.storage
             for name, buf in storage.histories().items():
-                history[name] = (list(buf.values()[-HISTORY_KEPT:]), buf._count, buf.global_avg())
-            hints = dict(storage.smoothing_hints())
+                values = [(float(v), int(i)) for v, i in buf.values()[-HISTORY_KEPT:]]
+                history[name] = (values, int(buf._count), float(buf.global_avg()))
+            hints = {k: bool(v) for k, v in storage.smoothing_hints().items()}
         else:
             hints = {}
         self._snapshot = {"rng": states, "history": history, "smoothing_hints": hints}
