@@ -32,6 +32,10 @@ setup(
         "matplotlib",
         "tensorboard",
     ],
-    extras_require={"dev": ["pytest>=7", "pytest-xdist", "pytest-timeout"]},
+    extras_require={
+        "dev": ["pytest>=7", "pytest-xdist", "pytest-timeout"],
+        # tools/export_model.py and alpseg.export.OnnxPredictor (docs/export.md)
+        "export": ["onnx>=1.16", "onnxruntime>=1.18"],
+    },
     entry_points={},
 )

@@ -73,8 +73,9 @@ else
   (cd "$d2_dir" && pwd) > "$site/alpseg-detectron2.pth"
 fi
 
-# alpseg itself with its runtime and dev extras (spaCy pipeline, open_clip, lvis, sklearn, pytest).
-pip install -q -e ".[dev]"
+# alpseg itself with its runtime, dev and export extras (spaCy pipeline, open_clip, lvis, sklearn,
+# pytest; onnx + onnxruntime so the export tests run in CI).
+pip install -q -e ".[dev,export]"
 
 "$PY" - <<'PYCHECK'
 import detectron2, torch, torchvision, spacy, open_clip, pycocotools, lvis, sklearn, cv2
