@@ -7,11 +7,13 @@
 See docs/export.md for what is inside and outside the graph, measured latency and limits.
 """
 from .exporter import EXPORT_FORMATS, export_model, load_sidecar, sidecar_path
+from .fuse import fuse_conv_bn_
 from .runtime import ExportedPredictor, OnnxPredictor, TorchScriptPredictor, postprocess, preprocess
 
 __all__ = [
     "EXPORT_FORMATS",
     "export_model",
+    "fuse_conv_bn_",
     "load_sidecar",
     "sidecar_path",
     "ExportedPredictor",

@@ -24,6 +24,7 @@ detection (torchvision's NMS returns early on empty input); :func:`export_model`
 """
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import os
@@ -36,6 +37,7 @@ from torch import Tensor
 from detectron2.export import TracingAdapter
 
 from ..utils.io import atomic_write_json
+from .fuse import fuse_conv_bn_
 
 __all__ = ["export_model", "SIDECAR_SUFFIX", "EXPORT_FORMATS", "sidecar_path", "load_sidecar", "OUTPUT_NAMES"]
 
@@ -110,6 +112,7 @@ def export_model(
     embeddings_input: bool = False,
     preprocessing: Optional[Dict] = None,
     extra_meta: Optional[Dict] = None,
+    fuse_norms: bool = True,
 ) -> str:
     """Trace ``model`` (an eval-mode :class:`FCOSMO` on CPU) and write ``output_dir/model.{onnx,ts}``.
 
@@ -121,6 +124,9 @@ def export_model(
             least one detection (tracing records the path the sample takes).
         preprocessing: ``{"input_format", "min_size_test", "max_size_test"}`` for the runtime.
         extra_meta: more keys for the sidecar (config file, weights...).
+        fuse_norms: export a copy of the model with batch norms folded into their convs
+            (:func:`~alpseg.export.fuse.fuse_conv_bn_`; faster, equal up to float rounding);
+            ``model`` itself is left unchanged.
 
     Returns the path of the exported model; its sidecar is ``sidecar_path(path)``.
     """
@@ -128,6 +134,15 @@ def export_model(
         raise ValueError(f"unknown export format {fmt!r}; choose one of {EXPORT_FORMATS}")
     _check_model(model)
     model.eval()
+    fused = 0
+    if fuse_norms:
+        bank, model.phrase_bank = model._phrase_bank, None  # not copied: the export never looks phrases up
+        try:
+            copy_ = copy.deepcopy(model)
+        finally:
+            model.phrase_bank = bank
+        model = copy_
+        fused = fuse_conv_bn_(model)
     phrases = list(phrases)
     embeddings = embeddings.detach().float().cpu()
     if embeddings.shape[0] != len(phrases):
@@ -175,6 +190,7 @@ def export_model(
         "score_thresh_in_graph": float(model.test_score_thresh),
         "nms_thresh_in_graph": float(model.test_nms_thresh),
         "max_detections_per_image": int(model.max_detections_per_image),
+        "fused_conv_norms": fused,
         "torch": torch.__version__,
         **({"onnx_opset": ONNX_OPSET} if fmt == "onnx" else {}),
         **(extra_meta or {}),

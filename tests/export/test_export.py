@@ -139,3 +139,27 @@ def test_missing_sidecar_is_a_clear_error(exported, tmp_path):
     lone.write_bytes(open(exported["paths"]["onnx"], "rb").read())
     with pytest.raises(FileNotFoundError, match="sidecar"):
         OnnxPredictor(str(lone))
+
+
+def test_folding_batch_norms_keeps_the_detections(exported):
+    """fuse_conv_bn_ (used by every export): outputs before/after equal up to float rounding."""
+    import copy
+
+    from alpseg.export import fuse_conv_bn_
+
+    model = exported["predictor"].model
+    emb = exported["bank"].lookup(exported["vocab"])
+    model.set_test_vocabulary(exported["vocab"], emb)
+    fused = copy.deepcopy(model)
+    with pytest.raises(ValueError, match="eval mode"):
+        fuse_conv_bn_(copy.deepcopy(model).train())
+    n = fuse_conv_bn_(fused)
+    hourglass_convs = fused.mask_head.main_path_convs()
+    assert n > len(hourglass_convs) and all(c.norm is None for c in hourglass_convs)
+    for image_path in exported["images"]:
+        x = preprocess(read_image(image_path, format="BGR"), load_sidecar(exported["paths"]["onnx"]))
+        with torch.no_grad():
+            ref, got = _trace_inference(model, x), _trace_inference(fused, x)
+        assert torch.equal(ref[2], got[2])
+        assert (ref[0] - got[0]).abs().max().item() < 1e-3 and (ref[1] - got[1]).abs().max().item() < 1e-4
+        assert _min_mask_iou(ref[3] > 0.5, got[3] > 0.5) > 0.99
