@@ -3,8 +3,8 @@
 
 The same FCOS-MO (a config, random weights unless ``--weights``) is exported to ONNX and TorchScript
 with a vocabulary baked in, then the three run the same pre-processed images one after the other
-(eager, ONNX Runtime, TorchScript, eager, ...) after warm-up; the report gives medians per image
-and the ratios to eager PyTorch, for the graph alone (what is exported) and end to end (reading
+(eager, eager with folded batch norms, ONNX Runtime, TorchScript, eager, ...) after warm-up; the
+report gives medians per image and the ratios to eager PyTorch (batch norms not folded), for the graph alone (what is exported) and end to end (reading
 excluded: pre-processing, graph, ``detector_postprocess`` with mask pasting). Every runtime uses the
 same number of threads (``--threads``, default 1).
 
@@ -17,6 +17,7 @@ With random weights every image keeps the maximum of 100 detections (the mask he
 from __future__ import annotations
 
 import argparse
+import copy
 import glob
 import json
 import os
@@ -38,7 +39,14 @@ from detectron2.data.detection_utils import read_image  # noqa: E402
 from detectron2.modeling import build_model  # noqa: E402
 
 from alpseg.config import load_config  # noqa: E402
-from alpseg.export import OnnxPredictor, TorchScriptPredictor, export_model, postprocess, preprocess  # noqa: E402
+from alpseg.export import (  # noqa: E402
+    OnnxPredictor,
+    TorchScriptPredictor,
+    export_model,
+    fuse_conv_bn_,
+    postprocess,
+    preprocess,
+)
 from alpseg.export.exporter import _trace_inference  # noqa: E402
 from alpseg.utils.io import atomic_write_json  # noqa: E402
 
@@ -80,11 +88,18 @@ def run(args) -> Dict:
         runtimes = {"onnxruntime": OnnxPredictor(onnx_path, num_threads=args.threads),
                     "torchscript": TorchScriptPredictor(ts_path)}
 
-        def eager_graph(x):
-            with torch.no_grad():
-                return _trace_inference(model, x)
+        model.set_test_vocabulary(VOCABULARY, emb)
+        fused = copy.deepcopy(model)
+        fuse_conv_bn_(fused)
 
-        graph: Dict[str, Callable] = {"pytorch": eager_graph, **{k: r.raw for k, r in runtimes.items()}}
+        def eager(m):
+            def graph_fn(x):
+                with torch.no_grad():
+                    return _trace_inference(m, x)
+            return graph_fn
+
+        graph: Dict[str, Callable] = {"pytorch": eager(model), "pytorch_folded_bn": eager(fused),
+                                      **{k: r.raw for k, r in runtimes.items()}}
 
         def end_to_end(fn):
             def step(image):
