@@ -165,13 +165,13 @@ def _interleaved_medians(steps: Dict[str, Callable[[], None]], warmup: int, repe
 
 def run(size=(384, 512), num_images: int = 2, instances_per_image: int = 8, warmup: int = 2, repeats: int = 5,
         device: str = "cpu", amp: bool = False, realistic_detections: int = REALISTIC_DETECTIONS,
-        fuse: bool = True) -> Dict:
+        fuse: bool = False) -> Dict:
     """Train and inference medians of the three models; inference also of FCOS-MO capped at
     ``realistic_detections`` per image (``fcos_mo_realistic``), all interleaved in one loop.
 
     With ``fuse`` every model (detectron2's FCOS too) has its batch norms folded into the convs for
-    inference (``alpseg.export.fuse_conv_bn_``, what an export does); ``fcos_mo_unfused`` keeps an
-    unfolded copy of FCOS-MO in the same loop, so the speed-up is measured in the same run."""
+    inference (``alpseg.export.fuse_conv_bn_``, opt-in for exports); ``fcos_mo_unfused`` keeps an
+    unfolded copy of FCOS-MO in the same loop, so the effect is measured in the same run."""
     torch.manual_seed(0)
     batch = _batch(num_images, size, instances_per_image)
     models = {"d2_fcos": build_d2_fcos(), "fcos_mo": build_fcos_mo(True), "fcos_mo_no_mask": build_fcos_mo(False)}

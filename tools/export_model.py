@@ -34,6 +34,8 @@ def main(argv=None) -> int:
     p.add_argument("--sample-image", required=True, help="an image with at least one detection (used for tracing)")
     p.add_argument("--embeddings-input", action="store_true",
                    help="make the phrase embeddings a graph input (vocabulary changeable without re-export)")
+    p.add_argument("--fold-batch-norms", action="store_true",
+                   help="fold batch norms into the convs before export (equal up to float rounding)")
     p.add_argument("--output", required=True, help="folder for model.onnx / model.ts and its sidecar JSON")
     p.add_argument("--no-progress", action="store_true", help="accepted for symmetry with the other tools")
     p.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE config overrides")
@@ -68,7 +70,7 @@ def main(argv=None) -> int:
                "max_size_test": cfg.INPUT.MAX_SIZE_TEST}
         path = export_model(
             model, phrases, embeddings, preprocess(image, {"preprocessing": pre}), args.output, fmt=args.format,
-            embeddings_input=args.embeddings_input, preprocessing=pre,
+            embeddings_input=args.embeddings_input, preprocessing=pre, fuse_norms=args.fold_batch_norms,
             extra_meta={"config_file": os.path.abspath(args.config_file), "weights": os.path.abspath(args.weights),
                         "phrase_bank": cfg.MODEL.OPEN_VOCAB.EMBEDDINGS},
         )

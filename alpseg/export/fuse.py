@@ -2,9 +2,11 @@
 
 detectron2's ``Conv2d`` applies its ``norm`` right after the convolution, so in eval mode
 ``norm(conv(x)) = conv'(x)`` with ``w' = w * s`` and ``b' = (b - mean) * s + beta`` per output
-channel, ``s = gamma / sqrt(var + eps)``. Folding removes one pass over every activation (14% of
-the Hourglass-20's time at width 128 on one CPU thread, see docs/export.md) and changes outputs only by
-float rounding (about 1e-6 on the mask logits). Per-level norms (``CycleBatchNormList`` in the
+channel, ``s = gamma / sqrt(var + eps)``. Folding removes one pass over every activation and
+changes outputs only by float rounding (about 2e-6 on the mask logits). On the loaded 2-core CPU
+here it gave no reliable speed-up (two runs on the Hourglass-20: 0.86x and 1.04x of the unfolded
+time, see docs/export.md), so it is opt-in (``tools/export_model.py --fold-batch-norms``); ONNX
+Runtime folds Conv + BatchNormalization in its own graph optimizer anyway. Per-level norms (``CycleBatchNormList`` in the
 FCOS towers) are shared-conv / several-norm and cannot be folded; they are left as they are.
 """
 from __future__ import annotations

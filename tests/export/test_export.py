@@ -39,7 +39,9 @@ def exported(trained_fcos_mo, tmp_path_factory):
     out = tmp_path_factory.mktemp("exports")
     paths = {
         "onnx": export_model(model, vocab, emb, sample, str(out / "baked"), "onnx", preprocessing=pre),
-        "torchscript": export_model(model, vocab, emb, sample, str(out / "baked"), "torchscript", preprocessing=pre),
+        # the TorchScript export with folded batch norms: the equality below also covers folding
+        "torchscript": export_model(model, vocab, emb, sample, str(out / "baked"), "torchscript", preprocessing=pre,
+                                    fuse_norms=True),
         "onnx_input": export_model(model, vocab, emb, sample, str(out / "input"), "onnx", embeddings_input=True,
                                    preprocessing=pre),
     }
@@ -132,6 +134,9 @@ def test_sidecar_records_vocabulary_and_preprocessing(exported):
     assert meta["outputs"] == ["boxes", "scores", "classes", "mask_probs"]
     assert meta["preprocessing"] == {"input_format": "RGB", "min_size_test": 96, "max_size_test": 96}
     assert meta["score_thresh_in_graph"] == 0.05 and meta["max_detections_per_image"] == 100
+    assert meta["fused_conv_norms"] == 0
+    with open(exported["paths"]["torchscript"] + ".json") as f:
+        assert json.load(f)["fused_conv_norms"] > 20
 
 
 def test_missing_sidecar_is_a_clear_error(exported, tmp_path):
@@ -142,7 +147,7 @@ def test_missing_sidecar_is_a_clear_error(exported, tmp_path):
 
 
 def test_folding_batch_norms_keeps_the_detections(exported):
-    """fuse_conv_bn_ (used by every export): outputs before/after equal up to float rounding."""
+    """fuse_conv_bn_ (opt-in for exports): outputs before/after equal up to float rounding."""
     import copy
 
     from alpseg.export import fuse_conv_bn_
