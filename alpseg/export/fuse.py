@@ -5,8 +5,8 @@ detectron2's ``Conv2d`` applies its ``norm`` right after the convolution, so in 
 channel, ``s = gamma / sqrt(var + eps)``. Folding removes one pass over every activation and
 changes outputs only by float rounding (about 2e-6 on the mask logits). On the loaded 2-core CPU
 here it gave no reliable speed-up (two runs on the Hourglass-20: 0.86x and 1.04x of the unfolded
-time, see docs/export.md), so it is opt-in (``tools/export_model.py --fold-batch-norms``); ONNX
-Runtime folds Conv + BatchNormalization in its own graph optimizer anyway. Per-level norms (``CycleBatchNormList`` in the
+time, see docs/export.md), so it is opt-in (``tools/export_model.py --fold-batch-norms``); torch's
+ONNX exporter folds eval-mode batch norms into the convs by itself. Per-level norms (``CycleBatchNormList`` in the
 FCOS towers) are shared-conv / several-norm and cannot be folded; they are left as they are.
 """
 from __future__ import annotations
