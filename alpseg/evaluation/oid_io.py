@@ -37,6 +37,8 @@ __all__ = [
     "ChallengePredictionsCSV",
     "read_ground_truth_csvs",
     "read_class_descriptions",
+    "read_csv_records",
+    "clean_header",
     "read_class_list",
     "write_ground_truth_csvs",
     "write_predictions_csv",
@@ -114,8 +116,13 @@ class ImagePredictions:
 # small helpers
 
 
+def clean_header(header: Sequence[str]) -> List[str]:
+    """Column names with surrounding space and a UTF-8 byte-order mark removed (the one header rule)."""
+    return [h.strip().lstrip("\ufeff").strip() for h in header]
+
+
 def _header_index(header: Sequence[str], required: Sequence[str], path: str) -> List[int]:
-    header = [h.strip().lstrip("\ufeff") for h in header]
+    header = clean_header(header)
     missing = [c for c in required if c not in header]
     if missing:
         raise ValueError(f"{path}: missing column(s) {missing}; header is {header}, expected at least "
@@ -140,6 +147,24 @@ def _read_rows(path: str, required: Sequence[str]) -> Iterator[Tuple[int, List[s
                 yield lineno, []
                 continue
             yield lineno, [row[i] for i in idx]
+
+
+def read_csv_records(path: str, required: Sequence[str]) -> Iterator[Dict[str, str]]:
+    """Rows of a CSV with a header as dicts (all columns), after checking the ``required`` columns.
+
+    The header goes through :func:`clean_header` (a byte-order mark written by spreadsheet software
+    would otherwise hide the first column); blank lines are skipped.
+    """
+    with open(path, "r", encoding="utf-8", newline="") as f:
+        reader = csv.reader(f)
+        try:
+            header = clean_header(next(reader))
+        except StopIteration:
+            raise ValueError(f"{path}: empty file (a header {','.join(required)} is expected)") from None
+        _header_index(header, required, path)
+        for row in reader:
+            if row:
+                yield dict(zip(header, row))
 
 
 def _int_flag(text: str) -> int:
@@ -189,7 +214,12 @@ def read_ground_truth_csvs(boxes: Optional[str], masks: Optional[str], labels: O
 
 
 def read_class_descriptions(path: str) -> Dict[str, str]:
-    """``MID,DisplayName`` rows (no header; a header line ``LabelName,DisplayName`` is tolerated)."""
+    """MID -> display name of a ``MID,DisplayName`` CSV, in file order.
+
+    No header (a first line ``LabelName,DisplayName`` or ``MID,...`` is tolerated, with or without a
+    byte-order mark). Display names may repeat (the 500-class challenge list has two "Mouse" and two
+    "Bench"): MIDs are the keys. A repeated MID is an error.
+    """
     out: Dict[str, str] = {}
     with open(path, "r", encoding="utf-8", newline="") as f:
         for lineno, row in enumerate(csv.reader(f), start=1):
@@ -197,9 +227,12 @@ def read_class_descriptions(path: str) -> Dict[str, str]:
                 continue
             if len(row) < 2:
                 raise ValueError(f"{path}:{lineno}: expected MID,DisplayName, got {row}")
-            if lineno == 1 and row[0].strip().lstrip("\ufeff") in ("LabelName", "MID"):
+            mid = row[0].strip().lstrip("\ufeff")
+            if lineno == 1 and mid in ("LabelName", "MID"):
                 continue
-            out[row[0].strip()] = row[1].strip()
+            if mid in out:
+                raise ValueError(f"{path}:{lineno}: MID {mid} is listed twice (MIDs must be unique)")
+            out[mid] = row[1].strip()
     if not out:
         raise ValueError(f"{path}: no classes")
     return out
@@ -315,9 +348,6 @@ class ChallengePredictionsCSV(Mapping):
 
     def __contains__(self, key: object) -> bool:
         return key in self._runs
-
-    def num_rows_hint(self) -> int:
-        return sum(e - s for runs in self._runs.values() for s, e in runs)
 
     def _handle(self):
         # one handle per process: a handle inherited through fork shares its offset with the parent

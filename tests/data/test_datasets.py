@@ -13,6 +13,7 @@ from alpseg.data.datasets.class_lists import (coco_oid_base_map, coco_thing_clas
                                               zsd_novel_classes)
 from alpseg.data.datasets.coco_splits import load_coco_split
 from alpseg.data.datasets.lazy_metadata import register_lazy_metadata
+from alpseg.evaluation.oid_io import read_class_descriptions
 from alpseg.data.datasets.oid import load_oid_boxes, load_oid_challenge_segmentation
 
 from handmade_formats import (BOX_HEADER, MASK_HEADER, OID_V6_BOX_HEADER, challenge_mask, coco_id, write_coco_json,
@@ -37,7 +38,8 @@ def test_resource_class_lists():
             "knife", "cake", "couch", "keyboard", "sink", "scissors"} == novel
     pairs = coco_oid_base_map()
     assert len(pairs) == 60 and len({o for _, o in pairs}) == 60 and len({c for c, _ in pairs}) == 60
-    assert ("cup", "mug") in pairs and ("dining table", "kitchen & dining room table") in pairs
+    # "Kitchen & dining room table" is in the 500-class detection list only: dining table is not base
+    assert ("cup", "mug") in pairs and ("sports ball", "ball") in pairs and "dining table" not in dict(pairs)
 
 
 def test_registered_coco_splits_report_base_and_novel():
@@ -54,19 +56,13 @@ def test_registered_coco_splits_report_base_and_novel():
     assert all(n in DatasetCatalog for n in ALPSEG_DATASETS)
 
 
-def test_oid_split_is_60_base_240_novel_on_a_300_class_list(tmp_path):
-    # The challenge's 300-class file is not redistributable here; a list with the 60 mapped names
-    # among 300 classes must split 60 / 240, in file order, with no overlap.
-    oid_names = [o for _, o in coco_oid_base_map()]
-    names = [f"Novel thing {i}" for i in range(240)]
-    for k, n in enumerate(oid_names):
-        names.insert(5 * k, n.capitalize())
-    csv_path = write_csv(str(tmp_path / "classes.csv"), None, [[f"/m/x{i}", n] for i, n in enumerate(names)])
-    meta = _oid_class_metadata(csv_path)
+def test_oid_split_is_60_base_240_novel_of_the_shipped_300_class_list():
+    meta = _oid_class_metadata(None)  # no dataset on disk: the shipped list
     assert (len(meta["thing_classes"]), len(meta["base_classes"]), len(meta["novel_classes"])) == (300, 60, 240)
     assert not set(meta["base_classes"]) & set(meta["novel_classes"])
-    assert meta["thing_mids"][0] == "/m/x0" and meta["thing_classes"][0] == oid_names[0]
-    assert meta["novel_classes"][0] == "novel thing 0"
+    assert meta["thing_mids"][0] == "/m/01bms0" and meta["thing_classes"][0] == "screwdriver"  # file order
+    assert {"person", "ball", "sandwich", "airplane", "book", "computer mouse"} <= set(meta["base_classes"])
+    assert {"man", "football", "hamburger", "dolphin", "handgun", "mouse"} <= set(meta["novel_classes"])
 
 
 def test_coco_split_keeps_only_its_classes(tmp_path):
@@ -147,7 +143,7 @@ def test_metadata_is_resolved_lazily_once(tmp_path):
     assert meta.thing_classes == ["a", "b"] and calls == [1]
     assert set(meta.as_dict()) == {"name", "evaluator_type", "thing_classes"}
     missing = register_lazy_metadata("h5_lazy_missing", ["thing_classes"],
-                                     lambda: _oid_class_metadata(str(tmp_path / "nope.csv")))
+                                     lambda: read_class_descriptions(str(tmp_path / "nope.csv")))
     with pytest.raises(FileNotFoundError, match="h5_lazy_missing"):
         missing.thing_classes
     MetadataCatalog.remove("h5_lazy_probe")
@@ -177,8 +173,10 @@ def test_every_registered_name_loads_from_the_miniature_tree(miniature_with_alps
     assert val_phrases - voc  # ... while val keeps the others (novel)
     for name in ("oid_v6_seg_val", "oid_v6_seg_test", "oid_v6_locnar_train_boxes"):
         m = MetadataCatalog.get(name)
-        assert set(m.base_classes) == {c.oid_name.lower() for c in BASE_CLASSES}
-        assert set(m.novel_classes) == {c.oid_name.lower() for c in NOVEL_CLASSES}
+        # the real split; the miniature classes are real classes of it, on the right side
+        assert (len(m.thing_classes), len(m.base_classes), len(m.novel_classes)) == (300, 60, 240)
+        assert {c.oid_name.lower() for c in BASE_CLASSES} <= set(m.base_classes)
+        assert {c.oid_name.lower() for c in NOVEL_CLASSES} <= set(m.novel_classes)
         assert len(m.thing_mids) == len(m.thing_classes)
     m = MetadataCatalog.get("oid_v6_seg_val")
     assert m.evaluator_type == "oid_challenge" and all(os.path.isfile(p) for p in m.oid_gt.values())
@@ -225,6 +223,6 @@ def test_oracle_splits_have_masks_of_base_and_boxes_of_novel_classes(miniature_r
         annos = [a for d in DatasetCatalog.get(name) for a in d["annotations"]]
         assert {a["phrase"] for a in annos} <= base | novel
         assert all(("segmentation" in a) == (a["phrase"] in base) for a in annos)
-        # the miniature COCO has both kinds (e.g. VOC's bottle and bird; ZSD's novel umbrella)
+        # the miniature COCO has both kinds (e.g. VOC's bottle and bird; ZSD's novel cake)
         assert any(a["phrase"] in novel for a in annos) and any(a["phrase"] in base for a in annos)
         assert all(m.thing_classes[a["category_id"]] == a["phrase"] for a in annos)
