@@ -40,7 +40,7 @@ from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Uni
 
 import numpy as np
 
-from .oid_hierarchy import ClassHierarchy, expand_ground_truth
+from .oid_hierarchy import ClassHierarchy, expand_ground_truth, load_hierarchy
 from .oid_io import (
     ChallengeGroundTruth,
     ChallengePredictionsCSV,
@@ -237,8 +237,9 @@ def _box_ioa(det: np.ndarray, gt: np.ndarray) -> np.ndarray:
 def _greedy_free_match(overlap: np.ndarray, eligible: np.ndarray, thr: float) -> Tuple[np.ndarray, np.ndarray]:
     """Detections (in order) take their best GT if overlap >= thr and it is free.
 
-    Returns (matched: bool per detection, best GT index per detection, candidates: bool). A detection
-    whose best GT is already taken is not matched (TF has no fall-back to the next best GT).
+    Returns (matched, candidates), both bool per detection: ``candidates`` reached ``thr`` with their
+    best GT, ``matched`` are the candidates that got it. A detection whose best GT is already taken is
+    not matched (TF has no fall-back to the next best GT).
     """
     best = np.argmax(overlap, axis=1)
     best_val = overlap[np.arange(overlap.shape[0]), best]
@@ -323,8 +324,14 @@ def _empty_result(skipped: Counter) -> ImageResult:
 
 def evaluate_image(gt: Optional[PreparedImage], preds: ImagePredictions, class_index: Mapping[str, int],
                    group_of_weight: float = 1.0, iou_threshold: float = 0.5,
-                   max_predictions: Optional[int] = 100, image_id: str = "?") -> ImageResult:
-    """Filter one image's predictions as the challenge does and match them class by class."""
+                   max_predictions: Optional[int] = 100, image_id: str = "?",
+                   ancestors: Optional[Mapping[int, Sequence[int]]] = None) -> ImageResult:
+    """Filter one image's predictions as the challenge does and match them class by class.
+
+    ``ancestors`` (class index -> ancestor class indices) expands predictions up the hierarchy: each
+    kept prediction is repeated, same score and mask, for every ancestor class (not the official
+    protocol; see :func:`evaluate_oid_challenge`). The 100-per-image cut applies before expansion.
+    """
     skipped = Counter(preds.skipped)
     n = len(preds)
     if n == 0:
@@ -339,6 +346,13 @@ def evaluate_image(gt: Optional[PreparedImage], preds: ImagePredictions, class_i
     classes = np.array([class_index.get(preds.labels[i], -1) for i in keep], dtype=np.int64)
     unknown = classes < 0
     skipped["predictions_of_unknown_classes"] += int(unknown.sum())
+    if ancestors:
+        copies = [(k, a) for k, c in zip(keep.tolist(), classes.tolist()) for a in ancestors.get(c, ())]
+        if copies:
+            skipped["predictions_added_by_expansion"] += len(copies)  # (reported with the skips)
+            keep = np.concatenate([keep, np.array([k for k, _ in copies], dtype=keep.dtype)])
+            classes = np.concatenate([classes, np.array([a for _, a in copies], dtype=np.int64)])
+            unknown = classes < 0
     evaluatable = np.isin(classes, gt.evaluatable) & ~unknown
     skipped["predictions_not_evaluatable_in_image"] += int((~evaluatable & ~unknown).sum())
     keep, classes = keep[evaluatable], classes[evaluatable]
@@ -400,7 +414,8 @@ _STATE: dict = {}
 def _work(image_id: str) -> ImageResult:
     st = _STATE
     return evaluate_image(st["gt"].images.get(image_id), st["predictions"][image_id], st["class_index"],
-                          st["group_of_weight"], st["iou_threshold"], st["max_predictions"], image_id)
+                          st["group_of_weight"], st["iou_threshold"], st["max_predictions"], image_id,
+                          st.get("ancestors"))
 
 
 def _results_in_order(image_ids: List[str], num_workers: int, progress: bool) -> Iterable[ImageResult]:
@@ -426,43 +441,13 @@ def _mean(values: Iterable[float]) -> Optional[float]:
     return float(np.mean(vals)) if vals else None
 
 
-def evaluate_oid_challenge(gt: Union[ChallengeGroundTruth, PreparedGroundTruth],
-                           predictions: Mapping[str, ImagePredictions],
-                           group_of_weight: float = 1.0,
-                           hierarchy: Union[None, str, Mapping, ClassHierarchy] = None,
-                           base_classes: Optional[Iterable[str]] = None,
-                           novel_classes: Optional[Iterable[str]] = None,
-                           class_mids: Optional[Sequence[str]] = None,
-                           iou_threshold: float = 0.5,
-                           max_predictions_per_image: Optional[int] = 100,
-                           num_workers: int = 2,
-                           progress: bool = True) -> dict:
-    """The challenge metric on in-memory ground truth and predictions.
-
-    ``gt``: GT rows (then ``hierarchy`` and ``class_mids`` apply) or an already prepared GT.
-    ``predictions``: ImageID -> :class:`ImagePredictions` (MIDs, scores, full-size RLE masks), e.g. a
-    dict, or a :class:`ChallengePredictionsCSV`. ``base_classes`` / ``novel_classes``: MIDs; novel
-    defaults to every evaluated class that is not base. ``max_predictions_per_image``: the challenge
-    keeps at most 100 per image (highest scores; ``None`` = keep all, like the TF script).
-
-    Returns a dict with ``mAP``, ``per_class`` (AP by MID, classes with counted GT only), ``num_gt``,
-    ``AP50_base`` / ``AP50_novel`` when ``base_classes`` is given, and ``skipped`` counts. APs are
-    fractions in [0, 1], as the TF tool reports them; ``None`` where undefined.
-    """
-    if isinstance(gt, ChallengeGroundTruth):
-        gt = prepare_ground_truth(gt, class_mids=class_mids, hierarchy=hierarchy)
-    elif hierarchy is not None:
-        raise ValueError("hierarchy expansion applies to GT rows; pass a ChallengeGroundTruth, not a prepared GT")
-    if group_of_weight < 0:
-        raise ValueError(f"group_of_weight must be >= 0, got {group_of_weight}")
-    num_gt = gt.counted_gt(group_of_weight)
-
+def _score(gt: PreparedGroundTruth, predictions: Mapping[str, ImagePredictions], num_gt: np.ndarray,
+           state: dict, num_workers: int, progress: bool) -> Tuple[Dict[str, float], Dict[str, float], Counter, int]:
+    """(AP by MID, counted GT by MID, skip counts, detections evaluated) of one matching pass."""
     image_ids = sorted(predictions)
     _STATE.clear()
-    _STATE.update(gt=gt, predictions=predictions, class_index=gt.class_index, group_of_weight=float(group_of_weight),
-                  iou_threshold=float(iou_threshold), max_predictions=max_predictions_per_image)
-    skipped = Counter(gt.skipped)
-    skipped.update(getattr(predictions, "pending_skips", Counter()))
+    _STATE.update(state, gt=gt, predictions=predictions, class_index=gt.class_index)
+    skipped: Counter = Counter()
     cls_parts, score_parts, tp_parts = [], [], []
     try:
         for res in _results_in_order(image_ids, num_workers, progress):
@@ -487,6 +472,84 @@ def evaluate_oid_challenge(gt: Union[ChallengeGroundTruth, PreparedGroundTruth],
         lo, hi = bounds[c], bounds[c + 1]
         per_class[mid] = average_precision(scores[lo:hi], tps[lo:hi], num_gt[c])
         counted[mid] = float(num_gt[c])
+    return per_class, counted, skipped, int(classes.size)
+
+
+def _split_summary(per_class: Mapping[str, float], base: Optional[set], novel: Optional[set],
+                   hierarchy: Optional[ClassHierarchy]) -> dict:
+    """AP50-base / AP50-novel and, with a hierarchy, AP50-novel of the novel classes that have a base
+    ancestor (e.g. Owl under Bird) and of those that have none (e.g. Dolphin)."""
+    if base is None:
+        return {}
+    novel = novel if novel is not None else set(per_class) - base
+    out = {
+        "AP50_base": _mean(ap for m, ap in per_class.items() if m in base),
+        "AP50_novel": _mean(ap for m, ap in per_class.items() if m in novel),
+        "num_base_evaluated": sum(1 for m in per_class if m in base),
+        "num_novel_evaluated": sum(1 for m in per_class if m in novel),
+    }
+    if hierarchy is not None:
+        near = sorted(m for m in per_class if m in novel and hierarchy.ancestors.get(m, set()) & base)
+        far = sorted(m for m in per_class if m in novel and m not in set(near))
+        out.update({
+            "AP50_novel_with_base_ancestor": _mean(per_class[m] for m in near),
+            "AP50_novel_without_base_ancestor": _mean(per_class[m] for m in far),
+            "novel_with_base_ancestor": near,
+            "novel_without_base_ancestor": far,
+        })
+    return out
+
+
+def evaluate_oid_challenge(gt: Union[ChallengeGroundTruth, PreparedGroundTruth],
+                           predictions: Mapping[str, ImagePredictions],
+                           group_of_weight: float = 1.0,
+                           hierarchy: Union[None, str, Mapping, ClassHierarchy] = None,
+                           base_classes: Optional[Iterable[str]] = None,
+                           novel_classes: Optional[Iterable[str]] = None,
+                           class_mids: Optional[Sequence[str]] = None,
+                           iou_threshold: float = 0.5,
+                           max_predictions_per_image: Optional[int] = 100,
+                           num_workers: int = 2,
+                           progress: bool = True,
+                           expand_predictions: bool = False) -> dict:
+    """The challenge metric on in-memory ground truth and predictions.
+
+    ``gt``: GT rows (then ``hierarchy`` and ``class_mids`` apply) or an already prepared GT.
+    ``predictions``: ImageID -> :class:`ImagePredictions` (MIDs, scores, full-size RLE masks), e.g. a
+    dict, or a :class:`ChallengePredictionsCSV`. ``base_classes`` / ``novel_classes``: MIDs; novel
+    defaults to every evaluated class that is not base. ``max_predictions_per_image``: the challenge
+    keeps at most 100 per image (highest scores; ``None`` = keep all, like the TF script).
+
+    ``hierarchy``: GT rows are expanded up/down it (the official protocol). With ``base_classes`` it
+    also splits AP50-novel into novel classes with and without a base ancestor. With
+    ``expand_predictions`` the metric is computed a second time with every prediction also copied to
+    each ancestor class (a model whose vocabulary holds both "Bird" and "Owl" splits its probability
+    between them, so a leaf prediction never counts for the parent in the official number); those
+    results go under ``expanded_predictions``, beside the official ones, never instead of them.
+
+    Returns a dict with ``mAP``, ``per_class`` (AP by MID, classes with counted GT only), ``num_gt``,
+    ``AP50_base`` / ``AP50_novel`` when ``base_classes`` is given (plus the with/without base ancestor
+    split when a hierarchy is given), ``skipped`` counts, and ``expanded_predictions`` if asked. APs
+    are fractions in [0, 1], as the TF tool reports them; ``None`` where undefined.
+    """
+    h = load_hierarchy(hierarchy) if hierarchy is not None else None
+    if isinstance(gt, ChallengeGroundTruth):
+        gt = prepare_ground_truth(gt, class_mids=class_mids, hierarchy=h)
+    elif hierarchy is not None:
+        raise ValueError("hierarchy expansion applies to GT rows; pass a ChallengeGroundTruth, not a prepared GT")
+    if group_of_weight < 0:
+        raise ValueError(f"group_of_weight must be >= 0, got {group_of_weight}")
+    if expand_predictions and h is None:
+        raise ValueError("expand_predictions needs the class hierarchy (hierarchy=...)")
+    num_gt = gt.counted_gt(group_of_weight)
+    state = dict(group_of_weight=float(group_of_weight), iou_threshold=float(iou_threshold),
+                 max_predictions=max_predictions_per_image)
+    per_class, counted, pass_skips, n_eval = _score(gt, predictions, num_gt, state, num_workers, progress)
+    skipped = Counter(gt.skipped)
+    skipped.update(getattr(predictions, "pending_skips", Counter()))
+    skipped.update(pass_skips)
+    base = set(base_classes) if base_classes is not None else None
+    novel = set(novel_classes) if novel_classes is not None else None
 
     results = {
         "mAP": _mean(per_class.values()),
@@ -494,20 +557,24 @@ def evaluate_oid_challenge(gt: Union[ChallengeGroundTruth, PreparedGroundTruth],
         "num_gt": counted,
         "num_classes_evaluated": len(per_class),
         "num_gt_images": len(gt.images),
-        "num_prediction_images": len(image_ids),
-        "num_predictions_evaluated": int(classes.size),
+        "num_prediction_images": len(predictions),
+        "num_predictions_evaluated": n_eval,
         "group_of_weight": float(group_of_weight),
         "iou_threshold": float(iou_threshold),
         "max_predictions_per_image": max_predictions_per_image,
         "skipped": {k: int(v) for k, v in sorted(skipped.items()) if v},
     }
-    if base_classes is not None:
-        base = set(base_classes)
-        novel = set(novel_classes) if novel_classes is not None else set(per_class) - base
-        results["AP50_base"] = _mean(ap for m, ap in per_class.items() if m in base)
-        results["AP50_novel"] = _mean(ap for m, ap in per_class.items() if m in novel)
-        results["num_base_evaluated"] = sum(1 for m in per_class if m in base)
-        results["num_novel_evaluated"] = sum(1 for m in per_class if m in novel)
+    results.update(_split_summary(per_class, base, novel, h))
+    if expand_predictions:
+        index = gt.class_index
+        ancestors = {index[m]: sorted(index[a] for a in h.ancestors.get(m, ()) if a in index)
+                     for m in gt.class_mids}
+        state["ancestors"] = {c: a for c, a in ancestors.items() if a}
+        exp_class, _, exp_skips, exp_eval = _score(gt, predictions, num_gt, state, num_workers, progress)
+        results["expanded_predictions"] = {
+            "mAP": _mean(exp_class.values()), "per_class": exp_class, "num_predictions_evaluated": exp_eval,
+            "predictions_added_by_expansion": int(exp_skips.get("predictions_added_by_expansion", 0)),
+            **_split_summary(exp_class, base, novel, h)}
     return results
 
 
@@ -530,6 +597,8 @@ def evaluate_oid_challenge_files(boxes: Optional[str], masks: Optional[str], lab
     if isinstance(novel_classes, str):
         novel_classes = read_class_list(novel_classes)
     preds = ChallengePredictionsCSV(predictions, strict=strict)
+    if preds.num_rows == 0:
+        raise ValueError(f"{predictions}: no prediction rows (header only); nothing to evaluate")
     results = evaluate_oid_challenge(gt, preds, group_of_weight=group_of_weight, hierarchy=hierarchy,
                                      base_classes=base_classes, novel_classes=novel_classes,
                                      class_mids=list(names) if names else None, **kwargs)
