@@ -79,6 +79,9 @@ class PreparedImage:
     masks: List[Optional[RLE]]  # None = mask-less (no mask row, or an empty mask)
     evaluatable: np.ndarray  # sorted unique class indices
     size: Optional[Tuple[int, int]]  # (height, width) of its masks; None if it has none
+    # normalized extents [xmin, ymin, xmax, ymax] of the masks (zeros where mask-less): a detection whose
+    # extent does not meet a mask's extent has IoU / IoA 0 with it, so the pair is never decoded
+    mask_boxes: Optional[np.ndarray] = None
 
     @property
     def has_mask(self) -> np.ndarray:
@@ -195,6 +198,9 @@ def prepare_ground_truth(gt: ChallengeGroundTruth, class_mids: Optional[Sequence
     images = {}
     for image_id in sorted(per_image):
         d = per_image[image_id]
+        masked = [j for j, m in enumerate(d["masks"]) if m is not None]
+        mask_boxes = np.zeros((len(d["masks"]), 4), dtype=np.float64)
+        mask_boxes[masked] = rle_extents_normalized([d["masks"][j] for j in masked])
         images[image_id] = PreparedImage(
             labels=np.asarray(d["labels"], dtype=np.int64),
             boxes=np.asarray(d["boxes"], dtype=np.float64).reshape(-1, 4),
@@ -202,6 +208,7 @@ def prepare_ground_truth(gt: ChallengeGroundTruth, class_mids: Optional[Sequence
             masks=d["masks"],
             evaluatable=np.asarray(sorted(d["classes"]), dtype=np.int64),
             size=d["size"],
+            mask_boxes=mask_boxes,
         )
     return PreparedGroundTruth(class_mids=class_mids, images=images, skipped=skipped)
 
@@ -253,14 +260,37 @@ def _greedy_free_match(overlap: np.ndarray, eligible: np.ndarray, thr: float) ->
     return matched, candidates
 
 
+def _mask_overlaps(masks: List[RLE], boxes: np.ndarray, gt_masks: List[RLE], gt_mask_boxes: Optional[np.ndarray],
+                   crowd: bool) -> np.ndarray:
+    """:func:`rle_iou` of detections x GT masks, decoding only pairs whose extents share a pixel.
+
+    Extents are half-open normalized boxes of the same image size, so two masks can only share a
+    pixel if their extents overlap with positive width and height; every other pair is exactly 0.
+    """
+    if gt_mask_boxes is None or not len(masks) or not len(gt_masks):
+        return rle_iou(masks, gt_masks, crowd=crowd)
+    meet = ((np.maximum(boxes[:, None, 0], gt_mask_boxes[None, :, 0])
+             < np.minimum(boxes[:, None, 2], gt_mask_boxes[None, :, 2]))
+            & (np.maximum(boxes[:, None, 1], gt_mask_boxes[None, :, 1])
+               < np.minimum(boxes[:, None, 3], gt_mask_boxes[None, :, 3])))
+    out = np.zeros(meet.shape, dtype=np.float64)
+    rows, cols = np.flatnonzero(meet.any(axis=1)), np.flatnonzero(meet.any(axis=0))
+    if rows.size:
+        out[np.ix_(rows, cols)] = rle_iou([masks[i] for i in rows], [gt_masks[j] for j in cols], crowd=crowd)
+    return out
+
+
 def match_class(det_scores: np.ndarray, det_masks: List[RLE], det_boxes: np.ndarray,
                 gt_masks: List[Optional[RLE]], gt_boxes: np.ndarray, gt_group: np.ndarray,
-                group_of_weight: float = 1.0, iou_threshold: float = 0.5) -> Tuple[np.ndarray, np.ndarray]:
+                group_of_weight: float = 1.0, iou_threshold: float = 0.5,
+                gt_mask_boxes: Optional[np.ndarray] = None) -> Tuple[np.ndarray, np.ndarray]:
     """(scores, TP weights) of one class in one image, in TF's output order.
 
     Detections must already be valid (non-empty masks of the GT's size); they are sorted here by
     descending score (ties: the later detection first). Output: the non-ignored detections in that
     order with weight 1.0 (TP) or 0.0 (FP), then one entry per absorbing group-of mask GT (weight w).
+    ``gt_mask_boxes`` (the extents of ``gt_masks``, as :func:`rle_extents_normalized` gives them) only
+    saves work: mask pairs whose extents do not meet are not decoded.
     """
     order = np.argsort(det_scores, kind="stable")[::-1]
     scores = np.asarray(det_scores, dtype=np.float64)[order]
@@ -279,12 +309,14 @@ def match_class(det_scores: np.ndarray, det_masks: List[RLE], det_boxes: np.ndar
     # (1) masked, non-group-of GT: mask IoU
     sel = np.flatnonzero(has_mask & ~gt_group)
     if sel.size:
-        iou = rle_iou(masks, [gt_masks[j] for j in sel], crowd=False)
+        iou = _mask_overlaps(masks, boxes, [gt_masks[j] for j in sel],
+                             None if gt_mask_boxes is None else gt_mask_boxes[sel], crowd=False)
         tp, _ = _greedy_free_match(iou, np.ones(n, dtype=bool), iou_threshold)
     # (2) masked group-of GT: mask IoA; absorbed detections are ignored, each group-of GT scores once
     sel = np.flatnonzero(has_mask & gt_group)
     if sel.size:
-        ioa = rle_iou(masks, [gt_masks[j] for j in sel], crowd=True)
+        ioa = _mask_overlaps(masks, boxes, [gt_masks[j] for j in sel],
+                             None if gt_mask_boxes is None else gt_mask_boxes[sel], crowd=True)
         best = np.argmax(ioa, axis=1)
         absorbed = ~tp & (ioa[np.arange(n), best] >= iou_threshold)
         removed |= absorbed
@@ -373,7 +405,8 @@ def evaluate_image(gt: Optional[PreparedImage], preds: ImagePredictions, class_i
         d = np.flatnonzero(valid & (classes == c))
         g = np.flatnonzero(gt.labels == c)
         s, t = match_class(scores[d], [masks[i] for i in d], boxes[d], [gt.masks[j] for j in g],
-                           gt.boxes[g], gt.is_group_of[g], group_of_weight, iou_threshold)
+                           gt.boxes[g], gt.is_group_of[g], group_of_weight, iou_threshold,
+                           None if gt.mask_boxes is None else gt.mask_boxes[g])
         out_c.append(np.full(s.shape[0], c, dtype=np.int64))
         out_s.append(s)
         out_t.append(t)
