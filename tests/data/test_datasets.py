@@ -283,3 +283,25 @@ def test_oid_readers_accept_a_byte_order_mark(tmp_path):
     (d,) = load_oid_challenge_segmentation(masks, boxes, classes, str(tmp_path))
     assert d["image_id"] == "img" and [a["phrase"] for a in d["annotations"]] == ["apple"]
     assert (mask_utils.decode(d["annotations"][0]["segmentation"]) == m1).all()
+
+
+def test_a_split_other_than_60_240_is_an_error(monkeypatch, tmp_path):
+    from alpseg.data.datasets import builtin
+
+    base = list(builtin.oid_base_mids())
+    monkeypatch.setattr(builtin, "oid_base_mids", lambda: tuple(base[:-1]))
+    with pytest.raises(ValueError, match=r"300 classes, 59 base and 241 novel; expected 300 = 60 base \+ 240"):
+        _oid_class_metadata(None)
+    monkeypatch.setattr(builtin, "oid_base_mids", lambda: tuple(base[:-1] + ["/m/0hnnb"]))  # Umbrella: 500-list only
+    with pytest.raises(ValueError, match=r"base MIDs not in .*segmentable300.csv: \['/m/0hnnb'\]"):
+        _oid_class_metadata(None)
+    # the map's own checks: a MID twice is refused
+    rows = open(os.path.join(os.path.dirname(OID_SEGMENTABLE_CLASSES), "..", "coco_oid_base_map.tsv")).read()
+    header_end = rows.index("oid_mid\t")
+    body = rows[header_end:].splitlines()
+    dup = tmp_path / "map.tsv"
+    dup.write_text("\n".join(body + [body[1].replace(body[1].split("\t")[2], "dog", 1)]) + "\n")
+    from alpseg.data.datasets.class_lists import coco_oid_base_rows
+
+    with pytest.raises(ValueError, match="listed twice"):
+        coco_oid_base_rows(str(dup))
