@@ -15,7 +15,6 @@ Exit status: 0 on success; 1 on bad input (one line on stderr naming the file) o
 could be evaluated (a header-only predictions file, or no prediction on an image with ground truth).
 """
 import argparse
-import logging
 import os
 import sys
 
