@@ -166,9 +166,11 @@ def prepare_ground_truth(gt: ChallengeGroundTruth, class_mids: Optional[Sequence
     for i, rle in zip(with_mask, decoded):
         rles[i] = rle
     areas = rle_areas(decoded)
+    extents = np.zeros((len(joined), 4), dtype=np.float64)  # one pycocotools call for all GT masks
+    extents[with_mask] = rle_extents_normalized(decoded)
 
     per_image: Dict[str, dict] = defaultdict(lambda: {"labels": [], "boxes": [], "group": [], "masks": [],
-                                                      "classes": set(), "size": None})
+                                                      "extents": [], "classes": set(), "size": None})
     for i, area in zip(with_mask, areas):
         key, mrow = joined[i]
         img = per_image[key[1]]
@@ -180,9 +182,10 @@ def prepare_ground_truth(gt: ChallengeGroundTruth, class_mids: Optional[Sequence
                              "(height, width); every mask of an image must be at the image's size")
         if int(area) == 0:
             rles[i] = None  # an empty mask is no mask
-    for (key, _), rle in zip(joined, rles):
+    for (key, _), rle, extent in zip(joined, rles, extents):
         label, image_id, xmin, xmax, ymin, ymax, group = key
         img = per_image[image_id]
+        img["extents"].append(extent if rle is not None else np.zeros(4))
         img["labels"].append(index[label])
         img["boxes"].append((xmin, ymin, xmax, ymax))
         img["group"].append(bool(group))
@@ -198,9 +201,6 @@ def prepare_ground_truth(gt: ChallengeGroundTruth, class_mids: Optional[Sequence
     images = {}
     for image_id in sorted(per_image):
         d = per_image[image_id]
-        masked = [j for j, m in enumerate(d["masks"]) if m is not None]
-        mask_boxes = np.zeros((len(d["masks"]), 4), dtype=np.float64)
-        mask_boxes[masked] = rle_extents_normalized([d["masks"][j] for j in masked])
         images[image_id] = PreparedImage(
             labels=np.asarray(d["labels"], dtype=np.int64),
             boxes=np.asarray(d["boxes"], dtype=np.float64).reshape(-1, 4),
@@ -208,7 +208,7 @@ def prepare_ground_truth(gt: ChallengeGroundTruth, class_mids: Optional[Sequence
             masks=d["masks"],
             evaluatable=np.asarray(sorted(d["classes"]), dtype=np.int64),
             size=d["size"],
-            mask_boxes=mask_boxes,
+            mask_boxes=np.asarray(d["extents"], dtype=np.float64).reshape(-1, 4),
         )
     return PreparedGroundTruth(class_mids=class_mids, images=images, skipped=skipped)
 
