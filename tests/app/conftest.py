@@ -1,0 +1,63 @@
+"""Miniature demo outputs for the app tests, laid out as ``tools/run_demo.py`` writes them.
+
+``<demo>/datasets`` is the miniature world with its curated ALPs, ``<demo>/phrase_bank.npz`` a bank with
+random unit rows for every miniature phrase, ``<demo>/fcos_mo_alp/`` a demo-size FCOS-MO trained 40
+iterations by ``tools/train_net.py`` (config.yaml + model_final.pth), and ``<demo>/results.json`` a
+demo results file with known numbers.
+"""
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+OID_ALPS = os.path.join("alps", "locnar_oid_train_alps.json")
+
+# What the Results tab must show for DEMO_RESULTS (AP50 in percent, as the demo writes them).
+DEMO_RESULTS = {
+    "models": {
+        "open_vocab": {"AP50_base": 90.0, "AP50_novel": 28.1, "AP50": 59.05},
+        "fcos_mo_alp": {"AP50_base": 79.3, "AP50_novel": 44.0, "AP50": 61.65,
+                        "per_seed": {"0": {"AP50_base": 79.3, "AP50_novel": 44.0}}},
+    },
+    "seed": 0,
+    "minutes": 5.7,
+}
+
+
+def _write_bank(path, phrases):
+    from alpseg.text.bank import PhraseBank
+    from alpseg.text.encoder import encoder_id
+
+    rng = np.random.RandomState(0)
+    emb = rng.randn(len(phrases), 512).astype(np.float32)
+    emb /= np.linalg.norm(emb, axis=1, keepdims=True)
+    PhraseBank(sorted(phrases), emb, encoder_id("ViT-B-32", "none"), "single").save(path)
+
+
+@pytest.fixture(scope="session")
+def demo_outputs(miniature_with_alps, tmp_path_factory):
+    from alpseg.data.miniature import CLASSES
+
+    out = tmp_path_factory.mktemp("demo")
+    os.symlink(miniature_with_alps, out / "datasets")
+    with open(os.path.join(miniature_with_alps, OID_ALPS), encoding="utf-8") as f:
+        phrases = set(json.load(f)["phrases"]) | {c.name for c in CLASSES}
+    bank = str(out / "phrase_bank.npz")
+    _write_bank(bank, phrases)
+    model_dir = out / "fcos_mo_alp"
+    cmd = [sys.executable, os.path.join(REPO, "tools", "train_net.py"), "--config-file",
+           os.path.join(REPO, "configs", "demo", "fcos_mo_alp.yaml"), "--num-gpus", "0",
+           "OUTPUT_DIR", str(model_dir), "MODEL.OPEN_VOCAB.EMBEDDINGS", bank, "SOLVER.MAX_ITER", "40",
+           "SOLVER.WARMUP_ITERS", "1", "SOLVER.IMS_PER_BATCH", "2", "DATASETS.TEST", "()", "SEED", "0",
+           # an untrained model scores (almost) nothing: keep every candidate so that tables have rows
+           "MODEL.FCOS_MO.SCORE_THRESH_TEST", "-1.0", "MODEL.FCOS_MO.DETECTIONS_PER_IMAGE", "10"]
+    env = dict(os.environ, DETECTRON2_DATASETS=miniature_with_alps, OMP_NUM_THREADS="1")
+    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    with open(out / "results.json", "w", encoding="utf-8") as f:
+        json.dump(DEMO_RESULTS, f)
+    return str(out)
