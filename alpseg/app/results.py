@@ -148,7 +148,7 @@ def per_category_rows(runs: Sequence[RunResult], sort: str = "AP") -> List[Dict[
     """Long-format per-category AP50 of every run that has them: ``{"category", "run", "AP50"}``.
 
     ``sort`` is ``"AP"`` (categories by their best AP over runs, high to low, ties by name) or
-    ``"name"`` (alphabetical).
+    ``"name"`` (alphabetical); within a category, runs stay in the order given.
     """
     if sort not in ("AP", "name"):
         raise ValueError(f"sort must be 'AP' or 'name', not {sort!r}")
@@ -162,4 +162,4 @@ def per_category_rows(runs: Sequence[RunResult], sort: str = "AP") -> List[Dict[
     else:
         order = sorted(best)
     rank = {c: i for i, c in enumerate(order)}
-    return sorted(rows, key=lambda row: (rank[row["category"]], row["run"]))
+    return sorted(rows, key=lambda row: rank[row["category"]])  # stable: runs keep their order
