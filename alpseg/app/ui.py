@@ -150,9 +150,13 @@ def _results_values(paths: List[str], how: str):
 
     runs = load_results(paths)
     rows = per_category_rows(runs, how)
-    order = list(dict.fromkeys(r["category"] for r in rows))
+    categories = list(dict.fromkeys(r["category"] for r in rows))
     long = pd.DataFrame(rows, columns=["category", "run", "AP50"])
-    wide = (long.pivot(index="category", columns="run", values="AP50").reindex(order).reset_index() if rows
+    # one bar per (category, run), side by side: a bar plot with a colour column would stack the APs
+    several = long["run"].nunique() > 1
+    long["bar"] = long["category"] + " · " + long["run"] if several else long["category"]
+    order = list(long["bar"])
+    wide = (long.pivot(index="category", columns="run", values="AP50").reindex(categories).reset_index() if rows
             else pd.DataFrame(columns=["category"]))
     return _frame(summary_rows(runs), SUMMARY_HEADERS), long, order, wide
 
@@ -166,7 +170,7 @@ def _results_tab(gr, paths: List[str]) -> None:
     summary, long, order, wide = _results_values(paths, "AP") if paths else (None, None, None, None)
     summary = gr.Dataframe(value=summary, headers=SUMMARY_HEADERS, label="Base / novel AP50 (%) side by side",
                            interactive=False, elem_id="results-table")
-    plot = gr.BarPlot(value=long, x="category", y="AP50", color="run", sort=order or None,
+    plot = gr.BarPlot(value=long, x="bar", y="AP50", color="run", sort=order or None, x_title="category",
                       title="Per-category AP50 (%)", x_label_angle=-45, elem_id="per-category-plot")
     per_class = gr.Dataframe(value=wide, label="Per-category AP50 (%) (click a header to sort)", interactive=False,
                              elem_id="per-category-table")

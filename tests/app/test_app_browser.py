@@ -24,6 +24,7 @@ OID_ALPS = os.path.join("alps", "locnar_oid_train_alps.json")  # as in conftest.
 
 ARTIFACTS = os.environ.get("ALPSEG_TEST_ARTIFACTS", os.path.join(REPO, "output", "test-artifacts", "app"))
 VOCABULARY = "dolphin, apple"
+DOCS_PICTURES = {"app_segment.png", "app_alps.png", "app_results.png"}  # shown in README.md / docs/app.md
 WAIT_S = 240  # first predictions load the model and the phrase bank on a loaded 2-core machine
 
 
@@ -97,7 +98,7 @@ def browser():
     opts = webdriver.ChromeOptions()
     opts.binary_location = chromium
     for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
-                "--window-size=1400,1700", "--lang=en-US"):
+                "--window-size=1400,1150", "--lang=en-US"):
         opts.add_argument(arg)
     driver = webdriver.Chrome(service=Service(driver_path), options=opts)
     try:
@@ -122,11 +123,20 @@ def _table(driver, elem_id):
     return [[c.text for c in r.find_elements(By.CSS_SELECTOR, "[role=gridcell]")] for r in rows]
 
 
+def _wait_rendered(driver, css, timeout=60):
+    """Until every image under ``css`` has loaded and every plot under it has drawn."""
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    script = ("const els = document.querySelectorAll(arguments[0]); return els.length > 0 && "
+              "Array.from(els).every(e => e.tagName !== 'IMG' || (e.complete && e.naturalWidth > 0));")
+    WebDriverWait(driver, timeout).until(lambda d: d.execute_script(script, css))
+
+
 def _screenshot(driver, name):
     os.makedirs(ARTIFACTS, exist_ok=True)
     path = os.path.join(ARTIFACTS, name)
     assert driver.save_screenshot(path), path
-    if os.environ.get("ALPSEG_UPDATE_DOCS") == "1":
+    if os.environ.get("ALPSEG_UPDATE_DOCS") == "1" and name in DOCS_PICTURES:
         shutil.copy(path, os.path.join(REPO, "docs", "images", name))
     return path
 
@@ -154,6 +164,7 @@ def test_segment_tab_shows_the_models_detections(app_url, browser, demo_outputs)
     browser.find_element(By.ID, "segment-button").click()
     _wait(browser, "#segment-output img")
     _wait(browser, "#detections div[role=row][data-index]")
+    _wait_rendered(browser, "#segment-output img")
     rows = _table(browser, "detections")
     _screenshot(browser, "app_segment.png")
 
@@ -187,6 +198,7 @@ def test_alps_tab_highlights_the_phrase_and_draws_its_box(app_url, browser, demo
                                                                  sorted(alps, key=lambda a: a["char_start"])]
     assert [m.text.lower() for m in marks] == [a["text"] for a in sorted(alps, key=lambda a: a["char_start"])]
     src = _wait(browser, "#alp-image img")[0].get_attribute("src")
+    _wait_rendered(browser, "#alp-image img, #curation-report canvas, #curation-report svg")
     _screenshot(browser, "app_alps.png")
 
     # the drawn image is 4x the miniature image, with the first ALP's box in the first palette colour
@@ -221,3 +233,22 @@ def test_alps_tab_highlights_the_phrase_and_draws_its_box(app_url, browser, demo
         WebDriverWait(browser, 60).until(lambda d: shown(d) == (target, expected))
     finally:
         _screenshot(browser, "app_alps_filtered.png")
+
+
+@pytest.mark.timeout(300)
+def test_results_tab_puts_the_runs_side_by_side(app_url, browser, demo_outputs):
+    from alpseg.app.results import load_results, summary_rows
+
+    browser.get(app_url)
+    _wait(browser, "#tab-results-button")[0].click()
+    _wait(browser, "#results-table div[role=row][data-index]")
+    paths = [os.path.join(demo_outputs, "results.json"), os.path.join(demo_outputs, "fcos_mo_alp", "results.json")]
+    expected = [[str(c) for c in row] for row in summary_rows(load_results(paths))]
+    assert [r[:7] for r in _table(browser, "results-table")] == [r[:7] for r in expected]
+    assert expected[2][:5] == ["fcos_mo_alp", "oid_challenge", "61.6", "79.3", "44.0"]  # the train_net file
+    # per-category AP50 of the train_net file, best first
+    _wait(browser, "#per-category-table div[role=row][data-index]")
+    assert [r[:2] for r in _table(browser, "per-category-table")] == [
+        ["apple", "92.5"], ["bird", "66.1"], ["dolphin", "51"], ["snail", "37"]]
+    _wait_rendered(browser, "#per-category-plot canvas, #per-category-plot svg")
+    _screenshot(browser, "app_results.png")

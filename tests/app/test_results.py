@@ -66,3 +66,19 @@ def test_unreadable_or_foreign_files_name_the_file(tmp_path):
         load_results([_write(tmp_path / "other.json", {"loss": 1.0, "iteration": {"x": 2}})])
     with pytest.raises(ValueError, match="list.json: expected a JSON object"):
         load_results([_write(tmp_path / "list.json", [1, 2])])
+
+
+def test_results_tab_frames_put_runs_side_by_side_not_stacked(tmp_path):
+    pytest.importorskip("gradio", reason="alpseg.app.ui needs the app extra (pip install -e '.[app]')")
+    from alpseg.app.ui import _results_values
+
+    a = _write(tmp_path / "a.json", {"segm": {"AP50-cat": 10.0, "AP50-ant": 30.0}})
+    b = _write(tmp_path / "b.json", {"segm": {"AP50-cat": 90.0}})
+    summary, long, order, wide = _results_values([a, b], "AP")
+    d = tmp_path.name
+    assert order == [f"cat · {d}/a (segm)", f"cat · {d}/b (segm)", f"ant · {d}/a (segm)"]
+    assert list(long["bar"]) == order and list(long["AP50"]) == [10.0, 90.0, 30.0]
+    assert wide.values.tolist()[0] == ["cat", 10.0, 90.0] and wide["category"].tolist() == ["cat", "ant"]
+    assert summary["run"].tolist() == [f"{d}/a", f"{d}/b"]
+    _, single, single_order, _ = _results_values([a], "name")
+    assert single_order == ["ant", "cat"]  # one run: bars named by category alone
