@@ -5,8 +5,10 @@ random unit rows for every miniature phrase, ``<demo>/fcos_mo_alp/`` a demo-size
 iterations by ``tools/train_net.py`` (config.yaml + model_final.pth), and ``<demo>/results.json`` and
 ``<demo>/fcos_mo_alp/results.json`` results files (demo and train_net layouts) with known numbers.
 """
+import fcntl
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -43,9 +45,24 @@ def _write_bank(path, phrases):
 
 @pytest.fixture(scope="session")
 def demo_outputs(miniature_with_alps, tmp_path_factory):
+    """Built once per test run: pytest-xdist workers share the folder (the first builds, the others wait)."""
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent  # the run's folder, common to all workers
+    out = root / "app-demo"
+    with open(str(out) + ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (out / "done").is_file():
+            shutil.rmtree(out, ignore_errors=True)
+            out.mkdir()
+            _build_demo_outputs(out, miniature_with_alps)
+            (out / "done").write_text("")
+    return str(out)
+
+
+def _build_demo_outputs(out, miniature_with_alps):
     from alpseg.data.miniature import CLASSES
 
-    out = tmp_path_factory.mktemp("demo")
     os.symlink(miniature_with_alps, out / "datasets")
     with open(os.path.join(miniature_with_alps, OID_ALPS), encoding="utf-8") as f:
         phrases = set(json.load(f)["phrases"]) | {c.name for c in CLASSES}
@@ -64,4 +81,3 @@ def demo_outputs(miniature_with_alps, tmp_path_factory):
     for path, results in ((out / "results.json", DEMO_RESULTS), (model_dir / "results.json", MODEL_RESULTS)):
         with open(path, "w", encoding="utf-8") as f:
             json.dump(results, f)
-    return str(out)

@@ -30,8 +30,8 @@ WAIT_S = 240  # first predictions load the model and the phrase bank on a loaded
 
 def _browser_binaries():
     """(chromium, chromedriver) paths, or a skip/fail naming what is missing."""
-    chromium = os.environ.get("ALPSEG_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
-    driver = os.environ.get("ALPSEG_CHROMEDRIVER") or shutil.which("chromedriver")
+    chromium = shutil.which(os.environ.get("ALPSEG_CHROMIUM") or "chromium") or shutil.which("chromium-browser")
+    driver = shutil.which(os.environ.get("ALPSEG_CHROMEDRIVER") or "chromedriver")
     missing = [what for what, ok in (("chromium", chromium), ("chromedriver", driver)) if not ok]
     try:
         import selenium  # noqa: F401
@@ -40,7 +40,7 @@ def _browser_binaries():
         missing.append(f"python package {e.name}")
     if missing:
         reason = (f"browser test needs {', '.join(missing)} (apt-get install chromium chromium-driver; "
-                  f"pip install -e '.[app]'; scripts/setup_env.sh does both)")
+                  f"pip install -e '.[dev,app]'; under CI .ci/run and make setup install them)")
         if os.environ.get("CI"):
             pytest.fail(reason)
         print(f"SKIPPED: {reason}", file=sys.stderr)
@@ -54,9 +54,13 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.fixture(scope="session")  # session: pytest sets up wider scopes first, so this runs before demo_outputs
+def browser_binaries():
+    return _browser_binaries()
+
+
 @pytest.fixture(scope="module")
-def app_url(demo_outputs, tmp_path_factory):
-    _browser_binaries()
+def app_url(browser_binaries, demo_outputs, tmp_path_factory):  # binaries first: skip before building
     port = _free_port()
     log_path = tmp_path_factory.mktemp("app") / "app.log"
     env = dict(os.environ, OMP_NUM_THREADS="1", GRADIO_ANALYTICS_ENABLED="False")
@@ -90,8 +94,8 @@ def app_url(demo_outputs, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def browser():
-    chromium, driver_path = _browser_binaries()
+def browser(browser_binaries):
+    chromium, driver_path = browser_binaries
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
