@@ -8,13 +8,23 @@ from __future__ import annotations
 import dataclasses
 import glob
 import os
-from typing import List, Optional
+from typing import Dict, List, Optional, Tuple
 
-__all__ = ["AppInputs", "DEMO_MODEL", "VOCABULARY_DATASETS"]
+__all__ = ["AppInputs", "DEMO_MODEL", "VOCABULARY_DATASETS", "find_models"]
 
 DEMO_MODEL = "fcos_mo_alp"  # the demo's ALP-supervised FCOS-MO, the model the Segment tab opens
 # registered test sets offered as vocabularies (their thing_classes)
 VOCABULARY_DATASETS = ["oid_v6_seg_val", "oid_v6_seg_test", "coco_2017_val_vocmasks", "coco_2017_val_zsd"]
+
+
+def find_models(folder: str) -> Dict[str, Tuple[str, str]]:
+    """Trained runs directly under ``folder``: ``{run name: (config.yaml, model_final.pth)}``, by name."""
+    runs = {}
+    for config in sorted(glob.glob(os.path.join(folder, "*", "config.yaml"))):
+        weights = os.path.join(os.path.dirname(config), "model_final.pth")
+        if os.path.isfile(weights):
+            runs[os.path.basename(os.path.dirname(config))] = (config, weights)
+    return runs
 
 
 @dataclasses.dataclass
@@ -27,6 +37,8 @@ class AppInputs:
     narratives: List[str] = dataclasses.field(default_factory=list)  # LocNar JSONL the ALPs came from
     results: List[str] = dataclasses.field(default_factory=list)  # results.json / evaluator outputs
     examples: List[str] = dataclasses.field(default_factory=list)  # images offered in the Segment tab
+    # other models to switch to: name -> (config, weights), e.g. the demo's three runs
+    models: Dict[str, Tuple[str, str]] = dataclasses.field(default_factory=dict)
 
     @classmethod
     def from_demo_dir(cls, demo_dir: str, num_examples: int = 4) -> "AppInputs":
@@ -48,6 +60,7 @@ class AppInputs:
             narratives=[os.path.join(data, "localized_narratives", "open_images_train_v6_localized_narratives.jsonl")],
             results=[p for p in results if os.path.isfile(p)],
             examples=sorted(glob.glob(os.path.join(data, "openimages", "validation", "*.jpg")))[:num_examples],
+            models=find_models(demo_dir),
         )
 
     def missing(self) -> List[str]:

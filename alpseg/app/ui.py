@@ -59,11 +59,15 @@ def _segment_tab(gr, session: SegmentSession, inputs: AppInputs, score_thresh: f
                                     elem_id="vocabulary")
             dataset = gr.Dropdown(choices=VOCABULARY_DATASETS, value=None, label="…or a registered dataset's classes")
             with gr.Accordion("Model", open=False):
+                run = gr.Dropdown(choices=list(inputs.models), label="Trained run", elem_id="model-run",
+                                  value=next((n for n, cw in inputs.models.items()
+                                              if cw == (inputs.config_file, inputs.weights)), None),
+                                  visible=bool(inputs.models))
                 config = gr.Textbox(value=inputs.config_file, label="Config (the run's config.yaml)",
                                     elem_id="model-config")
                 weights = gr.Textbox(value=inputs.weights, label=model_label, elem_id="model-weights")
             score = gr.Slider(0.0, 1.0, value=score_thresh, step=0.01, label="Score threshold", elem_id="score")
-            run = gr.Button("Segment", variant="primary", elem_id="segment-button")
+            button = gr.Button("Segment", variant="primary", elem_id="segment-button")
         with gr.Column():
             drawn = gr.Image(label="Detections", interactive=False, elem_id="segment-output")
             table = gr.Dataframe(headers=DETECTION_HEADERS, label="Detections", interactive=False,
@@ -90,7 +94,8 @@ def _segment_tab(gr, session: SegmentSession, inputs: AppInputs, score_thresh: f
         return (draw_detections(img, instances, phrases, thresh),
                 _frame(detection_rows(instances, phrases, thresh), DETECTION_HEADERS))
 
-    run.click(segment, [image, vocabulary, config, weights, score], [drawn, table, state])
+    button.click(segment, [image, vocabulary, config, weights, score], [drawn, table, state])
+    run.change(lambda name: inputs.models.get(name, (gr.update(), gr.update())), [run], [config, weights])
     score.release(refilter, [state, score], [drawn, table])
     dataset.change(lambda name: name or gr.update(), [dataset], [vocabulary])
 

@@ -38,3 +38,24 @@ def test_nothing_to_show_and_alps_without_images(app_main, tmp_path, capsys):
     alps.write_text('{"images": [], "annotations": []}')
     assert app_main(["--alps", str(alps)]) == 2
     assert "--alps needs --image-root" in capsys.readouterr().err
+
+
+def test_demo_inputs_find_every_trained_run(tmp_path):
+    from alpseg.app.inputs import AppInputs, find_models
+
+    demo = tmp_path / "demo"
+    for name, trained in (("box_oracle", True), ("open_vocab", True), ("fcos_mo_alp", True), ("half", False)):
+        (demo / name).mkdir(parents=True)
+        (demo / name / "config.yaml").write_text("")
+        if trained:
+            (demo / name / "model_final.pth").write_bytes(b"")
+    (demo / "fcos_mo_alp" / "results.json").write_text("{}")
+    found = find_models(str(demo))
+    assert list(found) == ["box_oracle", "fcos_mo_alp", "open_vocab"]  # not the run without weights
+    inputs = AppInputs.from_demo_dir(str(demo))
+    assert (inputs.config_file, inputs.weights) == found["fcos_mo_alp"]
+    assert inputs.models == found and inputs.results == [str(demo / "fcos_mo_alp" / "results.json")]
+    assert inputs.vocabulary.startswith("apple, banana")
+    assert inputs.missing() == [f"{what}: {demo}/datasets/{path}" for what, path in (
+        ("ALPS.json", "alps/locnar_oid_train_alps.json"), ("image root", "openimages/train"),
+        ("narratives", "localized_narratives/open_images_train_v6_localized_narratives.jsonl"))]
