@@ -13,7 +13,7 @@ import html
 import json
 import os
 from collections import Counter, defaultdict
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Mapping, Sequence, Tuple
 
 import numpy as np
 

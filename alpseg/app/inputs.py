@@ -48,7 +48,8 @@ class AppInputs:
                                     f"--output {demo_dir}) first")
         data = os.path.join(demo_dir, "datasets")
         model = os.path.join(demo_dir, DEMO_MODEL)
-        results = [os.path.join(demo_dir, "results.json")] + sorted(glob.glob(os.path.join(demo_dir, "*", "results.json")))
+        results = [os.path.join(demo_dir, "results.json")]
+        results += sorted(glob.glob(os.path.join(demo_dir, "*", "results.json")))
         from alpseg.data.miniature import CLASSES
 
         return cls(

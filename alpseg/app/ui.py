@@ -176,6 +176,7 @@ def _results_tab(gr, paths: List[str]) -> None:
     summary = gr.Dataframe(value=summary, headers=SUMMARY_HEADERS, label="Base / novel AP50 (%) side by side",
                            interactive=False, elem_id="results-table")
     plot = gr.BarPlot(value=long, x="bar", y="AP50", color="run", sort=order or None, x_title="category",
+                      y_lim=[0, 100],
                       title="Per-category AP50 (%)", x_label_angle=-45, elem_id="per-category-plot")
     per_class = gr.Dataframe(value=wide, label="Per-category AP50 (%) (click a header to sort)", interactive=False,
                              elem_id="per-category-table")
