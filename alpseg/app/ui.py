@@ -96,7 +96,7 @@ def _segment_tab(gr, session: SegmentSession, inputs: AppInputs, score_thresh: f
 
     button.click(segment, [image, vocabulary, config, weights, score], [drawn, table, state])
     run.change(lambda name: inputs.models.get(name, (gr.update(), gr.update())), [run], [config, weights])
-    score.release(refilter, [state, score], [drawn, table])
+    score.change(refilter, [state, score], [drawn, table], trigger_mode="always_last")
     dataset.change(lambda name: name or gr.update(), [dataset], [vocabulary])
 
 

@@ -183,6 +183,20 @@ def test_segment_tab_shows_the_models_detections(app_url, browser, demo_outputs)
     assert {r[1] for r in rows} <= {"dolphin", "apple"}
     assert [float(r[2]) for r in rows] == pytest.approx([e[2] for e in expected], abs=1e-4)
 
+    # the score threshold re-filters the same predictions: keep those scoring at least the 4th best
+    thresh = f"{expected[3][2] - 1e-4:.4f}"
+    kept = [e for e in expected if e[2] >= float(thresh)]
+    assert 4 <= len(kept) < len(expected)
+    number = browser.find_element(By.CSS_SELECTOR, "#score input[type=number]")
+    number.clear()
+    number.send_keys(thresh + "\t")
+    from selenium.common.exceptions import StaleElementReferenceException
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    # the table is re-rendered while it is read: retry on stale cells until it shows the kept rows
+    WebDriverWait(browser, 60, ignored_exceptions=(StaleElementReferenceException,)).until(
+        lambda d: [r[1] for r in _table(d, "detections")] == [e[1] for e in kept])
+
 
 @pytest.mark.timeout(600)
 def test_alps_tab_highlights_the_phrase_and_draws_its_box(app_url, browser, demo_outputs):
