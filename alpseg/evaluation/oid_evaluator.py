@@ -122,7 +122,7 @@ class OIDChallengeEvaluator(DatasetEvaluator):
             vocabulary: the phrases ``pred_classes`` index, in prediction order (default: the dataset's
                 ``thing_classes``); matched to the dataset's classes by normalized name.
             expand_predictions: also report the metric with predictions copied to ancestor classes
-                (under ``expanded_predictions`` and the ``-expanded`` metrics), beside the official one.
+                (under ``expanded_predictions`` and the ``*_expanded`` metrics), beside the official one.
         """
         self._dataset_name = dataset_name
         self._metadata = MetadataCatalog.get(dataset_name)
@@ -234,15 +234,18 @@ class OIDChallengeEvaluator(DatasetEvaluator):
             return float("nan") if x is None else 100.0 * x
 
         metrics = OrderedDict(AP50=pct(results["mAP"]))
-        for key, name in (("AP50_base", "AP50-base"), ("AP50_novel", "AP50-novel"),
-                          ("AP50_novel_with_base_ancestor", "AP50-novel-with-base-ancestor"),
-                          ("AP50_novel_without_base_ancestor", "AP50-novel-without-base-ancestor")):
+        for key, name in (("AP50_base", "AP50-base"), ("AP50_novel", "AP50-novel")):
             if key in results:
                 metrics[name] = pct(results[key])
+        # further summaries keep their JSON names: "AP50-<x>" is detectron2's per-category pattern,
+        # which readers of these metrics (e.g. alpseg.app.results) take as a class name
+        for key in ("AP50_novel_with_base_ancestor", "AP50_novel_without_base_ancestor"):
+            if key in results:
+                metrics[key] = pct(results[key])
         expanded = results.get("expanded_predictions") or {}
-        for key, name in (("mAP", "AP50"), ("AP50_base", "AP50-base"), ("AP50_novel", "AP50-novel")):
+        for key, name in (("mAP", "AP50"), ("AP50_base", "AP50_base"), ("AP50_novel", "AP50_novel")):
             if key in expanded:
-                metrics[f"{name}-expanded"] = pct(expanded[key])
+                metrics[f"{name}_expanded"] = pct(expanded[key])
         for mid, ap in results["per_class"].items():
             metrics[f"AP50-{names.get(mid, mid)}"] = pct(ap)
         self._last_results = copy.deepcopy(results)
