@@ -11,7 +11,8 @@
 must be in the model's phrase bank (MODEL.OPEN_VOCAB.EMBEDDINGS) unless the config sets
 MODEL.OPEN_VOCAB.ENCODE_MISSING True (then they are encoded with the bank's text encoder). With
 --onnx the vocabulary baked in at export is used; another one needs a model exported with
---embeddings-input and --phrase-bank to look the phrases up.
+--embeddings-input (its phrases are looked up in --phrase-bank, default: the bank the export's
+sidecar names).
 
 Each drawn image is printed as it is written (as ``a.png``; inputs with the same name get distinct
 outputs, see alpseg.demo.predictor.output_names). Directories, unreadable files and images smaller
@@ -30,12 +31,10 @@ def _predictor(args):
     if args.onnx:
         from alpseg.export import OnnxPredictor
 
-        if not args.vocabulary:
-            return OnnxPredictor(args.onnx)
+        if not (args.vocabulary and args.phrase_bank):  # the export's vocabulary, or its sidecar's phrase bank
+            return OnnxPredictor(args.onnx, args.vocabulary)
         from alpseg.text.bank import PhraseBank, build_vocabulary
 
-        if not args.phrase_bank:
-            raise ValueError("--vocabulary with --onnx needs --phrase-bank (the .npz to look the phrases up in)")
         phrases = build_vocabulary(args.vocabulary)
         return OnnxPredictor(args.onnx, phrases, PhraseBank.load(args.phrase_bank).lookup(phrases).numpy())
 
@@ -55,7 +54,8 @@ def main(argv=None) -> int:
     p.add_argument("--config-file", help="model config (not with --onnx)")
     p.add_argument("--weights", help="model checkpoint (.pth / .pkl; not with --onnx)")
     p.add_argument("--onnx", help="an ONNX export of tools/export_model.py (its .json sidecar beside it)")
-    p.add_argument("--phrase-bank", help="with --onnx and --vocabulary: the phrase bank (.npz) to embed them")
+    p.add_argument("--phrase-bank", help="with --onnx and --vocabulary: the phrase bank (.npz) to embed them "
+                   "(default: the one recorded in the export's sidecar)")
     p.add_argument("--input", nargs="+", required=True, help="images or glob patterns")
     p.add_argument("--vocabulary", help="comma list, phrase file, or dataset name (with --onnx: optional)")
     p.add_argument("--output", default="output/demo_predictions", help="folder for the drawn images")

@@ -10,7 +10,8 @@ Post-processing (outside the graph): :func:`postprocess`, i.e. detectron2's ``de
 """
 from __future__ import annotations
 
-from typing import Dict, List, Optional, Sequence, Tuple
+import os
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -20,6 +21,7 @@ from detectron2.modeling.postprocessing import detector_postprocess
 from detectron2.structures import Boxes, Instances
 
 from ..demo.predictor import VocabularyPredictor
+from ..text.bank import PhraseBank, build_vocabulary
 from ..text.prompts import normalize_phrase
 from .exporter import default_embeddings, load_sidecar
 
@@ -48,20 +50,39 @@ def postprocess(outputs: Sequence[torch.Tensor], input_hw: Tuple[int, int], outp
 class ExportedPredictor(VocabularyPredictor):
     """Base of the runtimes; subclasses implement :meth:`run` (graph inputs -> output tensors)."""
 
-    def __init__(self, model_path: str, vocabulary: Optional[Sequence[str]] = None,
+    def __init__(self, model_path: str, vocabulary: Union[str, Sequence[str], None] = None,
                  embeddings: Optional[np.ndarray] = None):
         """
         Args:
             model_path: the exported model; its sidecar (``model_path + ".json"``) must be beside it.
-            vocabulary, embeddings: another vocabulary and its ``(C, D)`` embeddings, for a model
-                exported with ``--embeddings-input`` (default: the vocabulary baked in at export).
+            vocabulary: None or the export's own vocabulary, or another one (phrases, or a string as
+                ``tools/demo.py --vocabulary`` takes) for a model exported with ``--embeddings-input``;
+                without ``embeddings`` its phrases are looked up in the phrase bank the sidecar names.
+            embeddings: ``(C, D)`` embeddings of ``vocabulary``.
         """
         self.model_path = model_path
         self.meta = load_sidecar(model_path)
         self.phrases: List[str] = list(self.meta["vocabulary"])
         self.embeddings: Optional[np.ndarray] = default_embeddings(model_path, self.meta)
+        if isinstance(vocabulary, str):  # a comma list, phrase file or dataset name, as tools/demo.py takes
+            vocabulary = build_vocabulary(vocabulary) if vocabulary.strip() else None
+        if vocabulary is not None and embeddings is None:
+            if [normalize_phrase(p) for p in vocabulary] == self.phrases:
+                return  # the export's own vocabulary
+            embeddings = self._bank_embeddings(vocabulary)
         if vocabulary is not None or embeddings is not None:
             self.set_vocabulary(vocabulary, embeddings)
+
+    def _bank_embeddings(self, phrases: Sequence[str]) -> np.ndarray:
+        """Embeddings of ``phrases`` from the phrase bank recorded in the sidecar (for another vocabulary)."""
+        bank = self.meta.get("phrase_bank")
+        if not self.meta["embeddings_input"] or not bank or not os.path.isfile(bank):
+            raise ValueError(
+                f"{self.model_path} was exported with the vocabulary {self.phrases}; another vocabulary needs a model "
+                "exported with --embeddings-input and the phrase embeddings (pass embeddings=, or keep the phrase bank "
+                f"recorded in the sidecar, {bank!r}, where it was)"
+            )
+        return PhraseBank.load(bank).lookup([normalize_phrase(p) for p in phrases]).numpy()
 
     def set_vocabulary(self, phrases: Sequence[str], embeddings: np.ndarray) -> None:
         """Classify against ``phrases`` with ``(C, D)`` ``embeddings`` (models with an embeddings input)."""
@@ -99,7 +120,7 @@ class ExportedPredictor(VocabularyPredictor):
 class OnnxPredictor(ExportedPredictor):
     """An exported ``model.onnx`` on ONNX Runtime (CPU execution provider)."""
 
-    def __init__(self, model_path: str, vocabulary: Optional[Sequence[str]] = None,
+    def __init__(self, model_path: str, vocabulary: Union[str, Sequence[str], None] = None,
                  embeddings: Optional[np.ndarray] = None, num_threads: int = 0):
         """``num_threads``: ONNX Runtime's intra-op threads (0: its default, one per core)."""
         super().__init__(model_path, vocabulary, embeddings)
@@ -124,7 +145,7 @@ class OnnxPredictor(ExportedPredictor):
 class TorchScriptPredictor(ExportedPredictor):
     """An exported ``model.ts`` (traced TorchScript) on CPU."""
 
-    def __init__(self, model_path: str, vocabulary: Optional[Sequence[str]] = None,
+    def __init__(self, model_path: str, vocabulary: Union[str, Sequence[str], None] = None,
                  embeddings: Optional[np.ndarray] = None):
         super().__init__(model_path, vocabulary, embeddings)
         if self.meta["format"] != "torchscript":

@@ -43,7 +43,7 @@ def exported(trained_fcos_mo, tmp_path_factory):
         "torchscript": export_model(model, vocab, emb, sample, str(out / "baked"), "torchscript", preprocessing=pre,
                                     fuse_norms=True),
         "onnx_input": export_model(model, vocab, emb, sample, str(out / "input"), "onnx", embeddings_input=True,
-                                   preprocessing=pre),
+                                   preprocessing=pre, extra_meta={"phrase_bank": t["bank"]}),
     }
     return {"predictor": predictor, "bank": bank, "images": images, "paths": paths, "vocab": vocab}
 
@@ -125,6 +125,16 @@ def test_baked_export_refuses_another_vocabulary(exported):
     runtime = OnnxPredictor(exported["paths"]["onnx"])
     with pytest.raises(ValueError, match="--embeddings-input"):
         runtime.set_vocabulary(["person"], np.zeros((1, 512), np.float32))
+    # a vocabulary string as tools/demo.py and the app pass it: its own vocabulary is accepted
+    assert OnnxPredictor(exported["paths"]["onnx"], ",".join(exported["vocab"])).phrases == exported["vocab"]
+    with pytest.raises(ValueError, match="--embeddings-input"):
+        OnnxPredictor(exported["paths"]["onnx"], "person,apple")
+
+
+def test_vocabulary_string_is_looked_up_in_the_recorded_bank(exported):
+    runtime = OnnxPredictor(exported["paths"]["onnx_input"], "Person, apple")
+    assert runtime.phrases == ["person", "apple"]
+    np.testing.assert_array_equal(runtime.embeddings, exported["bank"].lookup(["person", "apple"]).numpy())
 
 
 def test_sidecar_records_vocabulary_and_preprocessing(exported):
