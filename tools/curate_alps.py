@@ -14,8 +14,7 @@ import json
 import logging
 import sys
 
-from alpseg.data.alp_curation import CurationConfig, format_report, load_word_list
-from alpseg.data.alp_curation_run import CurationJob, merge_shards, parse_shard
+from alpseg.data.curation import CurationConfig, CurationJob, format_report, load_word_list, merge_shards, parse_shard
 from alpseg.data.narratives import NarrativeFormatError
 
 

