@@ -15,6 +15,7 @@ import logging
 import sys
 
 from alpseg.data.curation import CurationConfig, CurationJob, format_report, load_word_list, merge_shards, parse_shard
+from alpseg.data.curation.config import load_vocabulary
 from alpseg.data.narratives import NarrativeFormatError
 
 
@@ -34,6 +35,14 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-lemmatize", action="store_true", help="keep plural head nouns as spoken")
     p.add_argument("--stuff-classes", help="replace the packaged stuff word list with this file")
     p.add_argument("--picture-words", help="replace the packaged picture word list with this file")
+    p.add_argument("--vocabulary", help="class names read as noun compounds by the phrase rules (a word list, or a "
+                   "MID,Name CSV); default: the packaged Open Images 300 and COCO names")
+    p.add_argument("--no-vocabulary", action="store_true", help="no vocabulary hint: tags and rules only")
+    p.add_argument("--min-line-length", type=float, default=16.0,
+                   help="a box with one side under --min-box-size and the other at least this long (px) is a line "
+                        "gesture, widened instead of dropped (default 16)")
+    p.add_argument("--line-width-ratio", type=float, default=0.25,
+                   help="line gestures are widened to this fraction of their long side; 0 drops them (default 0.25)")
     p.add_argument("--shard", default="0/1", help="curate only narratives i, i+N, i+2N, ... (i/N)")
     p.add_argument("--workers", type=int, default=1, help="processes, each curating whole chunks with its own spaCy pipeline")
     p.add_argument("--batch-size", type=int, default=64, help="texts per spaCy batch")
@@ -57,7 +66,11 @@ def main(argv=None) -> int:
         except ValueError as e:
             parser.error(str(e))
         config = CurationConfig(temporal_padding=args.temporal_padding, min_box_size=args.min_box_size,
-                                lemmatize=not args.no_lemmatize)
+                                lemmatize=not args.no_lemmatize, min_line_length=args.min_line_length,
+                                line_width_ratio=args.line_width_ratio)
+        if args.vocabulary or args.no_vocabulary:
+            config = dataclasses.replace(config, vocabulary=frozenset() if args.no_vocabulary
+                                         else load_vocabulary(args.vocabulary))
         if args.stuff_classes:
             config = dataclasses.replace(config, stuff_words=load_word_list(args.stuff_classes))
         if args.picture_words:

@@ -17,15 +17,29 @@ class BoxResult:
     reason: str
     num_points: int
     clipped: bool = False
+    widened: bool = False  # a line gesture widened to a box (see trace_box)
+
+
+def _widen(lo: float, hi: float, extent: float, size: float) -> Tuple[float, float]:
+    """``[lo, hi]`` grown about its centre to ``extent`` (at most ``size``), kept inside ``[0, size]``."""
+    extent = min(extent, size)
+    a = (lo + hi) / 2.0 - extent / 2.0
+    a = min(max(a, 0.0), size - extent)
+    return a, a + extent
 
 
 def trace_box(points: np.ndarray, t1: float, t2: float, temporal_padding: float, width: float,
-              height: float, min_box_size: float = 1.0) -> BoxResult:
+              height: float, min_box_size: float = 1.0, min_line_length: Optional[float] = None,
+              line_width_ratio: float = 0.0) -> BoxResult:
     """Box (XYXY pixels) of the trace points with ``t1 - tp < t < t2 + tp``.
 
     ``points`` is (N, 3) of normalized (x, y, t). Drop reasons: ``no_points_in_window``,
     ``too_few_points`` (one point), ``outside_image`` (no point of the window on the image),
-    ``zero_area`` and ``too_small`` (a side under ``min_box_size`` pixels).
+    ``zero_area`` and ``too_small`` (a side under ``min_box_size`` pixels). A *line gesture* -- one
+    side under ``min_box_size``, the other at least ``min_line_length`` pixels (a sweep along a row
+    of people, a stroke down a pole) -- is widened about its centre line to ``line_width_ratio``
+    times its long side (at least ``min_box_size``) inside the image instead of being dropped
+    (``widened=True``). With the defaults (no ``min_line_length``) line gestures are dropped.
     """
     t = points[:, 2]
     sel = points[(t > t1 - temporal_padding) & (t < t2 + temporal_padding)]
@@ -40,12 +54,17 @@ def trace_box(points: np.ndarray, t1: float, t2: float, temporal_padding: float,
         return BoxResult(None, "outside_image", n)
     xs = np.clip(x, 0.0, 1.0) * width
     ys = np.clip(y, 0.0, 1.0) * height
-    box = (float(xs.min()), float(ys.min()), float(xs.max()), float(ys.max()))
-    w, h = box[2] - box[0], box[3] - box[1]
+    x1, y1, x2, y2 = float(xs.min()), float(ys.min()), float(xs.max()), float(ys.max())
+    w, h = x2 - x1, y2 - y1
     clipped = not bool(inside.all())
-    if w <= 0.0 or h <= 0.0:
-        return BoxResult(None, "zero_area", n, clipped)
-    if w < min_box_size or h < min_box_size:
-        return BoxResult(None, "too_small", n, clipped)
-    return BoxResult(box, "", n, clipped)
-
+    if w >= min_box_size and h >= min_box_size and w > 0.0 and h > 0.0:
+        return BoxResult((x1, y1, x2, y2), "", n, clipped)
+    long_side = max(w, h)
+    if min_line_length is not None and line_width_ratio > 0.0 and long_side >= max(min_line_length, min_box_size):
+        extent = max(line_width_ratio * long_side, min_box_size)
+        if w < min_box_size or w <= 0.0:
+            x1, x2 = _widen(x1, x2, extent, width)
+        if h < min_box_size or h <= 0.0:
+            y1, y2 = _widen(y1, y2, extent, height)
+        return BoxResult((x1, y1, x2, y2), "", n, clipped, widened=True)
+    return BoxResult(None, "zero_area" if w <= 0.0 or h <= 0.0 else "too_small", n, clipped)

@@ -1,9 +1,26 @@
-"""Phrases of a POS-tagged caption: adjectives followed by nouns, filtered by word lists."""
+"""Phrases of a POS-tagged caption: adjectives followed by nouns, filtered by word lists.
+
+Desai et al. take adjectives followed by consecutive nouns. The small spaCy tagger mislabels common
+nouns in narration ("a green dustbin": PROPN; "a croissant on the table": ADJ; "a fedora": X;
+"a frying pan": VERB), so its part-of-speech tags are corrected by rules before runs are read
+(docs/alp_curation.md, Phrases, gives the reasons and the measured effect):
+
+1. a *lowercase* PROPN or X word is a common noun (proper names are capitalized in LocNar captions);
+2. a word sequence that is an entry of ``config.vocabulary`` (class names, plural or singular) is a
+   noun compound whatever its tags; a one-word entry tagged ADJ and not followed by a noun is a noun;
+3. a present or past participle between a determiner/adjective and a noun is an adjective
+   ("a frying pan", "the parked car");
+4. the last adjective of a run after "a"/"an" that no noun follows is the noun ("a little starfish.").
+
+A phrase is then a maximal run of adjectives, coordinated adjectives included ("brown and white
+horse"), followed by a maximal run of nouns. Every candidate that is not kept is counted under a
+reason: ``proper_noun`` (a capitalized PROPN run), ``short_word``, ``stuff``, ``picture_word``.
+"""
 from __future__ import annotations
 
 import dataclasses
 from collections import Counter
-from typing import Any, Callable, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from .config import CurationConfig
 
@@ -40,6 +57,7 @@ class _Word:
     tag: str
     start: int
     end: int
+    cased: bool  # any capital letter in the word as written
 
 
 def _words(doc) -> List[_Word]:
@@ -56,43 +74,152 @@ def _words(doc) -> List[_Word]:
         last = group[-1]
         prefix = "".join(t.text_with_ws for t in group[:-1]).lower()
         out.append(_Word(lower=prefix + last.text.lower(), prefix=prefix, last=last, pos=last.pos_, tag=last.tag_,
-                         start=group[0].idx, end=last.idx + len(last.text)))
+                         start=group[0].idx, end=last.idx + len(last.text),
+                         cased=any(c.isupper() for t in group for c in t.text)))
         i = j + 1
     return out
 
 
-def _suffix_match(words: Sequence[str], vocabulary: frozenset) -> bool:
-    return any(" ".join(words[k:]) in vocabulary for k in range(len(words)))
+_VOCABULARY_CACHE: Dict[frozenset, Tuple[Dict[Tuple[str, ...], str], frozenset, int]] = {}
+_ARTICLES = frozenset({"a", "an"})
+_COORDINATORS = frozenset({"and", "or"})
+_FUNCTION_WORDS = frozenset({"and", "or", "of", "with", "for", "in", "on"})
+_NOT_NOUNS = frozenset({"etc", "e.g", "i.e", "ok", "okay"})  # lowercase X tokens that are no object
 
 
-def extract_phrases(doc, config: CurationConfig,
-                    lemmatize: Optional[Callable[[Any], str]] = None) -> Tuple[List[PhraseSpan], Counter]:
+def _vocabulary_index(vocabulary: frozenset) -> Tuple[Dict[Tuple[str, ...], str], frozenset, int]:
+    """``(multi-word entry variants -> entry, one-word entries and variants, longest entry)``.
+
+    Variants add a plural or singular of the last word (s, es, ies) so "teddy bears" matches
+    "teddy bear"; over-generated forms are harmless (they only ever match real words).
+    """
+    cached = _VOCABULARY_CACHE.get(vocabulary)
+    if cached is not None:
+        return cached
+    multi: Dict[Tuple[str, ...], str] = {}
+    single = set()
+    for entry in vocabulary:
+        words = tuple(entry.split())
+        if _FUNCTION_WORDS.intersection(words):  # "chest of drawers", "luggage and bags": left to the tagger
+            continue
+        last = words[-1]
+        forms = {last, last + "s", last + "es"}
+        if last.endswith("y"):
+            forms.add(last[:-1] + "ies")
+        if last.endswith("s"):
+            forms.add(last[:-1])
+        for form in forms:
+            variant = words[:-1] + (form,)
+            if len(variant) == 1:
+                single.add(form)
+            else:
+                multi[variant] = entry
+    out = (multi, frozenset(single), max((len(k) for k in multi), default=1))
+    _VOCABULARY_CACHE[vocabulary] = out
+    return out
+
+
+def _kinds(words: Sequence[_Word], config: CurationConfig) -> List[str]:
+    """The part of speech phrase reading uses for each word: spaCy's, corrected by the module's rules."""
+    n = len(words)
+    kinds = [w.pos for w in words]
+    for i, w in enumerate(words):  # rule 1
+        if (w.pos in ("PROPN", "X") and not w.cased and w.lower not in _NOT_NOUNS
+                and sum(c.isalpha() for c in w.lower) >= 2):
+            kinds[i] = "NOUN"
+    if config.vocabulary:  # rule 2
+        multi, single, longest = _vocabulary_index(config.vocabulary)
+        lowers = [w.lower for w in words]
+        i = 0
+        while i < n:
+            for size in range(min(longest, n - i), 1, -1):
+                if tuple(lowers[i:i + size]) in multi:
+                    kinds[i:i + size] = ["NOUN"] * size
+                    i += size - 1
+                    break
+            i += 1
+        for i, w in enumerate(words):
+            if kinds[i] == "ADJ" and w.lower in single and (i + 1 == n or kinds[i + 1] != "NOUN"):
+                kinds[i] = "NOUN"
+    for i in range(1, n - 1):  # rule 3
+        if (kinds[i] == "VERB" and words[i].tag in ("VBG", "VBN") and kinds[i + 1] == "NOUN"
+                and (kinds[i - 1] in ("DET", "ADJ") or words[i - 1].tag == "PRP$")):
+            kinds[i] = "ADJ"
+    for i in range(1, n):  # rule 4
+        if kinds[i] == "ADJ" and words[i - 1].lower in _ARTICLES:
+            j = i
+            while j < n and kinds[j] == "ADJ":
+                j += 1
+            last = words[j - 1]
+            if ((j == n or kinds[j] in ("PUNCT", "ADP", "CCONJ", "SCONJ", "PRON", "DET", "AUX"))
+                    and last.lower not in NON_DESCRIPTIVE_ADJECTIVES and last.lower.isalpha()):
+                kinds[j - 1] = "NOUN"
+    return kinds
+
+
+def _suffix_entry(words: Sequence[str], vocabulary: frozenset) -> Optional[str]:
+    """The longest suffix of ``words`` that is an entry of ``vocabulary``, or None."""
+    for k in range(len(words)):
+        suffix = " ".join(words[k:])
+        if suffix in vocabulary:
+            return suffix
+    return None
+
+
+def _protected(normalized: Sequence[str], config: CurationConfig, entry: str) -> bool:
+    """A stuff/picture match inside a longer vocabulary name ("drinking straw" ends with "straw")."""
+    if not config.vocabulary:
+        return False
+    thing = _suffix_entry(normalized, config.vocabulary)
+    return thing is not None and len(thing) > len(entry)
+
+
+def extract_phrases(doc, config: CurationConfig, lemmatize: Optional[Callable[[Any], str]] = None,
+                    dropped_words: Optional[Counter] = None) -> Tuple[List[PhraseSpan], Counter]:
     """Phrases of a POS-tagged caption, and the count of candidates dropped per reason.
 
-    Reasons: ``stuff``, ``picture_word``, ``short_word``. ``lemmatize(token)`` gives a plural head
-    noun's lemma (see :func:`head_lemmatizer`); without it the token's ``lemma_`` is used.
+    Reasons: ``proper_noun``, ``short_word``, ``stuff``, ``picture_word``. ``lemmatize(token)`` gives
+    a plural head noun's lemma (see :func:`head_lemmatizer`); without it the token's ``lemma_`` is
+    used. ``dropped_words``, when given, counts ``(reason, phrase)`` of every dropped candidate.
     """
     words = _words(doc)
+    kinds = _kinds(words, config)
     kept: List[PhraseSpan] = []
     dropped: Counter = Counter()
+
+    def drop(reason: str, phrase: str) -> None:
+        dropped[reason] += 1
+        if dropped_words is not None:
+            dropped_words[(reason, phrase)] += 1
+
     i, n = 0, len(words)
     while i < n:
-        if words[i].pos not in ("ADJ", "NOUN"):
+        if kinds[i] == "PROPN":  # a capitalized name: counted, never a phrase
+            j = i
+            while j < n and kinds[j] == "PROPN":
+                j += 1
+            drop("proper_noun", " ".join(w.lower for w in words[i:j]))
+            i = j
+            continue
+        if kinds[i] not in ("ADJ", "NOUN"):
             i += 1
             continue
         j = i
-        while j < n and words[j].pos == "ADJ":
+        while j < n and (kinds[j] == "ADJ" or (  # "brown and white": coordinated adjectives stay together
+                words[j].lower in _COORDINATORS and kinds[j - 1] == "ADJ" and j + 1 < n and kinds[j + 1] == "ADJ"
+                and j > i)):
             j += 1
         k = j
-        while k < n and words[k].pos == "NOUN":
+        while k < n and kinds[k] == "NOUN":
             k += 1
         if k == j:  # adjectives not followed by a noun
             i = max(j, i + 1)
             continue
-        run = words[i:k]
-        i = k
-        while run[0].pos == "ADJ" and run[0].lower in NON_DESCRIPTIVE_ADJECTIVES:
-            run = run[1:]
+        lo, i = i, k
+        while lo < k - 1 and (words[lo].lower in _COORDINATORS or (
+                kinds[lo] == "ADJ" and words[lo].lower in NON_DESCRIPTIVE_ADJECTIVES)):
+            lo += 1
+        run = words[lo:k]
         head = run[-1]
         surface = [w.lower for w in run]
         plural = head.tag in ("NNS", "NNPS") and head.lower not in config.pluralia_tantum
@@ -100,13 +227,15 @@ def extract_phrases(doc, config: CurationConfig,
         if config.lemmatize and plural:
             lemma = (lemmatize(head.last) if lemmatize is not None else head.last.lemma_).lower()
         normalized = surface[:-1] + [head.prefix + lemma if lemma else head.lower]
+        phrase = " ".join(normalized)
         if sum(c.isalpha() for c in normalized[-1]) < config.min_word_length:
-            dropped["short_word"] += 1
-        elif _suffix_match(normalized, config.stuff_words) or _suffix_match(surface, config.stuff_words):
-            dropped["stuff"] += 1
-        elif _suffix_match(normalized, config.picture_words) or _suffix_match(surface, config.picture_words):
-            dropped["picture_word"] += 1
+            drop("short_word", phrase)
+            continue
+        for reason, vocabulary in (("stuff", config.stuff_words), ("picture_word", config.picture_words)):
+            entry = _suffix_entry(normalized, vocabulary) or _suffix_entry(surface, vocabulary)
+            if entry is not None and not _protected(normalized, config, entry):
+                drop(reason, phrase)
+                break
         else:
-            kept.append(PhraseSpan(" ".join(normalized), " ".join(surface), run[0].start, run[-1].end))
+            kept.append(PhraseSpan(phrase, " ".join(surface), run[0].start, run[-1].end))
     return kept, dropped
-

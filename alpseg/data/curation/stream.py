@@ -32,7 +32,7 @@ def curate_doc(narrative: Narrative, doc, image: Mapping[str, Any], config: Cura
     report = report if report is not None else CurationReport()
     report.counts["narratives_curated"] += 1
     report.curated_images.add(str(image["id"]))
-    phrases, dropped = extract_phrases(doc, config, lemmatize)
+    phrases, dropped = extract_phrases(doc, config, lemmatize, report.dropped_words)
     report.counts["phrase_candidates"] += len(phrases) + sum(dropped.values())
     report.dropped.update(dropped)
     timer = WordTimer(narrative.caption, narrative.timed_caption)
@@ -43,7 +43,8 @@ def curate_doc(narrative: Narrative, doc, image: Mapping[str, Any], config: Cura
             report.dropped["unaligned"] += 1
             continue
         res = trace_box(narrative.points, interval[0], interval[1], config.temporal_padding,
-                        image["width"], image["height"], config.min_box_size)
+                        image["width"], image["height"], config.min_box_size, config.min_line_length,
+                        config.line_width_ratio)
         if res.box is None:
             report.dropped[res.reason] += 1
             continue
@@ -51,6 +52,7 @@ def curate_doc(narrative: Narrative, doc, image: Mapping[str, Any], config: Cura
         report.counts["alps"] += 1
         report.counts["partially_aligned"] += timed < total
         report.counts["clipped"] += res.clipped
+        report.counts["widened"] += res.widened
         alps.append({
             "image_id": image["id"],
             "phrase": p.phrase,
