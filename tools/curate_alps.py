@@ -16,7 +16,8 @@ import sys
 
 from alpseg.data.curation import CurationConfig, CurationJob, format_report, load_word_list, merge_shards, parse_shard
 from alpseg.data.curation.config import load_vocabulary
-from alpseg.data.narratives import NarrativeFormatError
+from alpseg.data.curation.job import NothingToCurate
+from alpseg.data.narratives import NarrativeFormatError, NarrativeInputError
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -57,7 +58,11 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     if args.merge:
-        report = merge_shards(args.merge, args.output)
+        try:
+            report = merge_shards(args.merge, args.output)
+        except (OSError, ValueError) as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
     else:
         if not args.input or not args.image_info:
             parser.error("--input and --image-info are required (unless --merge)")
@@ -81,13 +86,19 @@ def main(argv=None) -> int:
                           batch_size=args.batch_size, progress=not args.no_progress)
         try:
             report = job.run()
-        except NarrativeFormatError as e:
-            print(f"error: {e}", file=sys.stderr)
+        except NothingToCurate as e:
+            logging.warning("%s", e)
+            return 1
+        except (NarrativeFormatError, NarrativeInputError, FileNotFoundError, RuntimeError, ValueError) as e:
+            print(f"error: {e}", file=sys.stderr)  # one line naming the file and the fix, no traceback
             return 2
     print(format_report(report))
     print(f"spaCy pipeline: {report['settings']['spacy_model']}; written {args.output}")
     if "timing" in report:
         print("timing: " + json.dumps(report["timing"]))
+    if not report["narratives_read"]:
+        logging.warning("no usable narrative in the inputs (see 'narratives skipped'): %s has no ALP", args.output)
+        return 1
     return 0
 
 

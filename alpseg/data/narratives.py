@@ -14,11 +14,13 @@ from __future__ import annotations
 
 import dataclasses
 import gzip
+import hashlib
 import json
 import math
 import os
+import zlib
 from collections import Counter
-from typing import IO, Any, Iterator, List, Optional, Sequence, Tuple, Union
+from typing import IO, Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -26,6 +28,8 @@ __all__ = [
     "Utterance",
     "Narrative",
     "NarrativeFormatError",
+    "NarrativeInputError",
+    "is_gzip",
     "parse_narrative",
     "parse_narrative_line",
     "iter_narrative_lines",
@@ -89,6 +93,10 @@ class NarrativeFormatError(ValueError):
     def located(self, source: str, line: int) -> "NarrativeFormatError":
         """The same error, naming the file and line."""
         return NarrativeFormatError(self.reason, self.detail, source, line)
+
+
+class NarrativeInputError(ValueError):
+    """A whole input file that cannot be read (truncated or corrupt gzip data): one line, naming it."""
 
 
 def _finite(value: Any) -> bool:
@@ -199,8 +207,22 @@ def parse_narrative_line(raw: Union[bytes, str], *, source: str = "", line: int 
     return parse_narrative(obj, source=source, line=line, input_index=input_index)
 
 
+GZIP_MAGIC = b"\x1f\x8b"
+
+
+def is_gzip(path: str) -> bool:
+    """Whether ``path`` holds gzip data, by its first two bytes (not by its name)."""
+    with open(path, "rb") as f:
+        return f.read(2) == GZIP_MAGIC
+
+
 def _open_binary(path: str) -> IO[bytes]:
-    return gzip.open(path, "rb") if str(path).endswith(".gz") else open(path, "rb")
+    return gzip.open(path, "rb") if is_gzip(path) else open(path, "rb")
+
+
+def _gzip_error(path: str, line: int, error: BaseException) -> NarrativeInputError:
+    return NarrativeInputError(
+        f"{path}: truncated or corrupt gzip data after line {line} ({error}); download or compress the file again")
 
 
 def _as_list(paths: PathList) -> List[str]:
@@ -209,19 +231,32 @@ def _as_list(paths: PathList) -> List[str]:
     return [os.fspath(p) for p in paths]
 
 
-def iter_narrative_lines(paths: PathList) -> Iterator[Tuple[int, str, int, bytes]]:
+def iter_narrative_lines(paths: PathList, stats: Optional[Dict[str, Dict[str, Any]]] = None
+                         ) -> Iterator[Tuple[int, str, int, bytes]]:
     """Yield ``(input_index, path, line_number, raw_line)`` for every non-blank line of the inputs.
 
     Blank lines carry no record and are passed over silently; line numbers stay those of the file.
-    ``.gz`` files are decompressed on the fly.
+    gzip files (recognized by their first bytes, whatever their name) are decompressed on the fly; a
+    truncated or corrupt one raises :class:`NarrativeInputError` naming it. ``stats``, when given,
+    receives per path, once the file has been read to its end, ``{"sha256", "bytes", "lines"}``:
+    the hash and size of its (decompressed) content, computed while reading, and its non-blank lines.
     """
     for input_index, path in enumerate(_as_list(paths)):
         if not os.path.isfile(path):
             raise FileNotFoundError(f"Localized Narratives file not found: {path}")
+        digest, size, count, line_number = hashlib.sha256(), 0, 0, 0
         with _open_binary(path) as f:
-            for line_number, raw in enumerate(f, start=1):
-                if raw.strip():
-                    yield input_index, path, line_number, raw
+            try:
+                for line_number, raw in enumerate(f, start=1):
+                    digest.update(raw)
+                    size += len(raw)
+                    if raw.strip():
+                        count += 1
+                        yield input_index, path, line_number, raw
+            except (EOFError, gzip.BadGzipFile, zlib.error) as e:
+                raise _gzip_error(path, line_number, e) from None
+        if stats is not None:
+            stats[path] = {"sha256": digest.hexdigest(), "bytes": size, "lines": count}
 
 
 def iter_narratives(paths: PathList, *, strict: bool = False,
@@ -246,13 +281,15 @@ def count_lines(paths: PathList, block_size: int = 1 << 22) -> int:
     total = 0
     for path in _as_list(paths):
         with _open_binary(path) as f:
-            last = b"\n"
-            while True:
-                block = f.read(block_size)
-                if not block:
-                    break
-                total += block.count(b"\n")
-                last = block[-1:]
-            total += last != b"\n"
+            last, lines = b"\n", 0
+            try:
+                while True:
+                    block = f.read(block_size)
+                    if not block:
+                        break
+                    lines += block.count(b"\n")
+                    last = block[-1:]
+            except (EOFError, gzip.BadGzipFile, zlib.error) as e:
+                raise _gzip_error(path, lines, e) from None
+            total += lines + (last != b"\n")
     return total
-

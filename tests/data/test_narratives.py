@@ -89,3 +89,27 @@ def test_invalid_utf8_and_gzip_and_line_count(tmp_path, handmade):
 def test_missing_file_is_a_clear_error(tmp_path):
     with pytest.raises(FileNotFoundError, match="nope.jsonl"):
         list(iter_narratives(str(tmp_path / "nope.jsonl")))
+
+
+def test_input_stats_hash_the_content_while_reading_and_gzip_is_found_by_magic(tmp_path):
+    import hashlib
+
+    from alpseg.data.narratives import NarrativeInputError, is_gzip, iter_narrative_lines
+
+    content = b'{"a": 1}\n\n{"b": 2}\n'
+    plain, packed = tmp_path / "plain.jsonl.gz", tmp_path / "packed.jsonl"  # names that lie
+    plain.write_bytes(content)
+    packed.write_bytes(gzip.compress(content))
+    assert not is_gzip(str(plain)) and is_gzip(str(packed))
+    stats = {}
+    lines = list(iter_narrative_lines([str(plain), str(packed)], stats))
+    assert [(i, n, raw) for i, _, n, raw in lines] == [(0, 1, b'{"a": 1}\n'), (0, 3, b'{"b": 2}\n'),
+                                                       (1, 1, b'{"a": 1}\n'), (1, 3, b'{"b": 2}\n')]
+    expected = {"sha256": hashlib.sha256(content).hexdigest(), "bytes": len(content), "lines": 2}
+    assert stats == {str(plain): expected, str(packed): expected}
+    cut = tmp_path / "cut.gz"
+    cut.write_bytes(gzip.compress(content * 1000)[:60])
+    with pytest.raises(NarrativeInputError, match=r"cut\.gz: truncated or corrupt gzip data"):
+        list(iter_narrative_lines(str(cut)))
+    with pytest.raises(NarrativeInputError, match=r"cut\.gz"):
+        count_lines(str(cut))

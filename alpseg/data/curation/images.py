@@ -1,25 +1,40 @@
 """Image sizes and file names of a curation run (a COCO-style JSON)."""
 from __future__ import annotations
 
+import hashlib
 import json
 import os
-from typing import Any, Dict, Mapping, Sequence, Union
+from typing import Any, Dict, Mapping, Sequence, Tuple, Union
 
-__all__ = ["load_image_info"]
+__all__ = ["load_image_info", "read_image_info"]
 
 
-def load_image_info(source: Union[str, os.PathLike, Mapping[str, Any], Sequence[Mapping[str, Any]]]
-                    ) -> Dict[str, Dict[str, Any]]:
+def _read_json(path: str) -> Tuple[Any, bytes]:
+    """The decoded JSON of a file and its bytes; an unreadable file is a one-line error naming it."""
+    with open(path, "rb") as f:
+        data = f.read()
+    try:
+        return json.loads(data), data
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ValueError(f"{path}: not a JSON file ({e}); pass a COCO-style JSON as --image-info") from None
+
+
+def read_image_info(path: str) -> Tuple[Dict[str, Dict[str, Any]], str]:
+    """:func:`load_image_info` of a file, and the SHA-256 of its bytes (one read: for resume checks)."""
+    parsed, data = _read_json(path)
+    return load_image_info(parsed, name=path), hashlib.sha256(data).hexdigest()
+
+
+def load_image_info(source: Union[str, os.PathLike, Mapping[str, Any], Sequence[Mapping[str, Any]]],
+                    name: str = "image info") -> Dict[str, Dict[str, Any]]:
     """Image sizes and file names keyed by ``str(id)``, from a COCO-style JSON (path or dict).
 
     Every entry needs ``id``, ``file_name`` and positive ``width``/``height``; a bad entry is an
     error that names it (this file is an input of the run, not data to skip over).
     """
-    name = "image info"
     if isinstance(source, (str, os.PathLike)):
         name = os.fspath(source)
-        with open(source, encoding="utf-8") as f:
-            source = json.load(f)
+        source = _read_json(name)[0]
     images = source.get("images") if isinstance(source, Mapping) else source
     if not isinstance(images, list):
         raise ValueError(f"{name}: expected a COCO-style JSON with an 'images' list")

@@ -17,6 +17,7 @@ reading order, ids renumbered), except for timing fields.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import heapq
 import json
 import logging
@@ -31,15 +32,19 @@ from alpseg.utils.io import atomic_open, atomic_write_json
 
 from ..narratives import NarrativeFormatError, count_lines, iter_narrative_lines
 from .config import CurationConfig
-from .images import load_image_info
+from .images import read_image_info
 from .pipeline import head_lemmatizer, load_spacy_pipeline, spacy_model_id
 from .report import CurationReport
 from .stream import alp_sort_key, curate_stream
 
-__all__ = ["CurationJob", "parse_shard", "merge_shards", "write_alps_json"]
+__all__ = ["CurationJob", "NothingToCurate", "parse_shard", "merge_shards", "write_alps_json"]
 
 logger = logging.getLogger(__name__)
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: chunk files named by the digest of their input lines
+
+
+class NothingToCurate(ValueError):
+    """The inputs hold no narrative line: nothing to curate, nothing written."""
 
 
 def parse_shard(text: str) -> Tuple[int, int]:
@@ -109,22 +114,47 @@ class CurationJob:
     def parts_dir(self) -> str:
         return self.output + ".parts"
 
-    def settings(self, model_id: str) -> Dict[str, Any]:
-        """What determines the output (compared on resume and when merging shards)."""
+    def settings(self, model_id: str, image_info_sha256: str) -> Dict[str, Any]:
+        """What determines the output and is known before reading the inputs (compared on resume).
+
+        The inputs' content is checked chunk by chunk while they are read (see :meth:`_tasks`); their
+        SHA-256 digests, computed on the same read, are added to the report's settings.
+        """
         return {
             "format": FORMAT_VERSION,
-            "inputs": [{"path": os.path.abspath(p), "bytes": os.path.getsize(p)} for p in self.inputs],
-            "image_info": {"path": os.path.abspath(self.image_info), "bytes": os.path.getsize(self.image_info)},
+            "inputs": [os.path.abspath(p) for p in self.inputs],
+            "image_info": {"path": os.path.abspath(self.image_info), "sha256": image_info_sha256},
             "spacy_model": model_id,
             "options": self.config.options(),
         }
 
     # -- checkpoints ---------------------------------------------------------------------------
-    def _chunk_path(self, k: int) -> str:
-        return os.path.join(self.parts_dir, f"chunk_{k:07d}.json")
+    def _chunk_path(self, k: int, digest: str) -> str:
+        return os.path.join(self.parts_dir, f"chunk_{k:07d}_{digest}.json")
 
-    def _open_parts(self, meta: Dict[str, Any]) -> set:
-        """Create or validate the parts folder; return the indices of finished chunks."""
+    def _chunk_files(self) -> Dict[int, Tuple[str, str]]:
+        """``chunk index -> (file name, digest of its input lines)`` of the finished chunks."""
+        out = {}
+        for name in os.listdir(self.parts_dir):
+            if name.startswith("chunk_") and name.endswith(".json"):
+                index, digest = name[6:-5].split("_", 1)
+                out[int(index)] = (name, digest)
+        return out
+
+    def _clean_stale_temps(self) -> None:
+        """Remove the temp files a killed write of this output or of its checkpoints left behind."""
+        folder = os.path.dirname(os.path.abspath(self.output))
+        suffix = "-" + os.path.basename(self.output)
+        stale = [os.path.join(folder, n) for n in os.listdir(folder) if n.startswith(".tmp-") and n.endswith(suffix)]
+        if os.path.isdir(self.parts_dir):
+            stale += [os.path.join(self.parts_dir, n) for n in os.listdir(self.parts_dir) if n.startswith(".tmp-")]
+        for path in stale:
+            os.remove(path)
+        if stale:
+            logger.info("Removed %d temporary file(s) of an interrupted run", len(stale))
+
+    def _open_parts(self, meta: Dict[str, Any]) -> Dict[int, Tuple[str, str]]:
+        """Create or validate the parts folder; return its finished chunks (see :meth:`_chunk_files`)."""
         meta_path = os.path.join(self.parts_dir, "meta.json")
         if os.path.isdir(self.parts_dir) and os.path.isfile(meta_path):
             with open(meta_path, encoding="utf-8") as f:
@@ -134,39 +164,58 @@ class CurationJob:
                 raise RuntimeError(
                     f"{self.parts_dir} holds a run with other settings (differs in: {', '.join(diff)}); "
                     f"delete it to start over, or run again with the same settings to resume it")
-            done = {int(n[6:13]) for n in os.listdir(self.parts_dir)
-                    if n.startswith("chunk_") and n.endswith(".json")}
+            done = self._chunk_files()
             if done:
                 logger.info("Resuming: %d finished chunks in %s", len(done), self.parts_dir)
             return done
         os.makedirs(self.parts_dir, exist_ok=True)
         atomic_write_json(meta_path, meta)
-        return set()
+        return {}
 
-    def _finished_chunks(self) -> Iterator[Dict[str, Any]]:
-        names = sorted(n for n in os.listdir(self.parts_dir) if n.startswith("chunk_") and n.endswith(".json"))
-        for name in names:
-            with open(os.path.join(self.parts_dir, name), encoding="utf-8") as f:
+    def _finished_chunks(self, chunks: Sequence[int]) -> Iterator[Dict[str, Any]]:
+        files = self._chunk_files()
+        for k in sorted(chunks):
+            with open(os.path.join(self.parts_dir, files[k][0]), encoding="utf-8") as f:
                 yield json.load(f)
 
     # -- the run -------------------------------------------------------------------------------
-    def _tasks(self, done: set, bar) -> Iterator[Tuple[int, List[Tuple[int, str, int, bytes]]]]:
-        """``(chunk index, this shard's raw lines of the chunk)`` for every unfinished chunk."""
+    def _tasks(self, done: Mapping[int, Tuple[str, str]], verified: set, stats: Dict[str, Dict[str, Any]], bar
+               ) -> Iterator[Tuple[int, str, List[Tuple[int, str, int, bytes]]]]:
+        """``(chunk index, digest, this shard's raw lines of the chunk)`` for every chunk to curate.
+
+        Every line of every chunk (all shards) is hashed with its position as it is read; a finished
+        chunk whose digest still matches goes to ``verified`` without its lines being parsed, one whose
+        input changed since it was written (an input edited in place) is curated again.
+        """
         shard_i, shard_n = self.shard
-        k_open, lines = -1, []
-        for g, (input_index, path, line, raw) in enumerate(iter_narrative_lines(self.inputs)):
+        k_open, lines, digest = -1, [], hashlib.sha1()
+
+        def close() -> Optional[Tuple[int, str, List[Tuple[int, str, int, bytes]]]]:
+            hexdigest = digest.hexdigest()[:20]
+            if k_open in done:
+                if done[k_open][1] == hexdigest:
+                    verified.add(k_open)
+                    return None
+                logger.warning("%s: the input lines of chunk %d changed since it was written; curating it again",
+                               self.parts_dir, k_open)
+                os.remove(os.path.join(self.parts_dir, done[k_open][0]))
+            return k_open, hexdigest, lines
+
+        for g, (input_index, path, line, raw) in enumerate(iter_narrative_lines(self.inputs, stats)):
             k = g // self.chunk_size
             if k != k_open:
-                if k_open >= 0 and k_open not in done:
-                    yield k_open, lines
-                k_open, lines = k, []
-            if k in done:
-                continue
+                task = close() if k_open >= 0 else None
+                if task is not None:
+                    yield task
+                k_open, lines, digest = k, [], hashlib.sha1()
+            digest.update(b"%d:%d:" % (input_index, line))
+            digest.update(raw)
             bar.update(1)
             if g % shard_n == shard_i:
                 lines.append((input_index, path, line, raw))
-        if k_open >= 0 and k_open not in done:
-            yield k_open, lines
+        task = close() if k_open >= 0 else None
+        if task is not None:
+            yield task
 
     def run(self) -> Dict[str, Any]:
         """Curate every narrative of this shard and write ALPS.json; return the report.
@@ -175,55 +224,78 @@ class CurationJob:
         with its own spaCy pipeline; the main process only reads lines and writes checkpoints. With
         the small default pipeline this scales where spaCy's ``nlp.pipe(n_process=K)`` does not: there
         the main process, which parses the JSON and receives every Doc, is the bottleneck
-        (docs/alp_curation.md, Throughput).
+        (docs/alp_curation.md, Throughput). Raises :class:`NothingToCurate` when the inputs hold no
+        narrative line (nothing is written).
         """
         if self.workers < 1 or self.chunk_size < 1:
             raise ValueError("workers and chunk_size must be >= 1")
         start = time.perf_counter()
-        images = load_image_info(self.image_info)
+        for path in self.inputs:
+            if not os.path.isfile(path):
+                raise FileNotFoundError(f"Localized Narratives file not found: {path}; check --input")
+        self._clean_stale_temps()
+        images, info_sha256 = read_image_info(self.image_info)
         nlp = load_spacy_pipeline(self.spacy_model)
-        settings = self.settings(spacy_model_id(nlp))
+        settings = self.settings(spacy_model_id(nlp), info_sha256)
         shard_i, shard_n = self.shard
         done = self._open_parts(dict(settings, shard=[shard_i, shard_n], chunk_size=self.chunk_size))
-        total = count_lines(self.inputs)
-        bar = tqdm(total=total, initial=min(total, len(done) * self.chunk_size), unit="narr",
+        bar = tqdm(total=count_lines(self.inputs), unit="narr",
                    desc=f"curate ALPs{'' if shard_n == 1 else f' shard {shard_i}/{shard_n}'}",
                    disable=not self.progress, dynamic_ncols=True)
         session = CurationReport()  # what this process did, for the throughput figure
         errors: List[Tuple[int, NarrativeFormatError]] = []
+        verified: set = set()  # chunks finished and checked against the inputs
+        stats: Dict[str, Dict[str, Any]] = {}
+        digests: Dict[int, str] = {}
+
+        def tasks() -> Iterator[Tuple[int, List[Tuple[int, str, int, bytes]]]]:
+            for k, digest, lines in self._tasks(done, verified, stats, bar):
+                digests[k] = digest
+                yield k, lines
 
         def finish(k: int, alps: List[Dict[str, Any]], state: Dict[str, Any],
                    error: Optional[NarrativeFormatError]) -> None:
             if error is not None:  # strict: nothing of this chunk is kept
                 errors.append((k, error))
                 return
-            atomic_write_json(self._chunk_path(k), {"chunk": k, "alps": alps, "report": state})
-            done.add(k)
+            atomic_write_json(self._chunk_path(k, digests[k]), {"chunk": k, "alps": alps, "report": state})
+            verified.add(k)
             session.add(CurationReport.from_state(state))
 
         context = (self.spacy_model, images, self.config, self.strict, self.batch_size)
         try:
             if self.workers == 1:
                 _init_worker(*context)
-                for k, lines in self._tasks(set(done), bar):
+                for k, lines in tasks():
                     finish(*_curate_chunk(k, lines))
                     if errors:
                         break
             else:
-                self._run_pool(context, set(done), bar, finish, errors)
+                self._run_pool(context, tasks(), finish, errors)
         finally:
             bar.close()
         if errors:
             raise min(errors, key=lambda e: e[0])[1]  # the first bad line in reading order
+        empty = [p for p in self.inputs if stats[p]["lines"] == 0]
+        for path in empty:
+            logger.warning("%s holds no narrative (no non-blank line)", path)
+        if len(empty) == len(self.inputs):
+            shutil.rmtree(self.parts_dir, ignore_errors=True)
+            raise NothingToCurate(f"no narrative in {', '.join(self.inputs)}: the input is empty; "
+                                  f"check --input (nothing written)")
+        for k, (name, _) in self._chunk_files().items():  # chunks past the end of inputs that shrank
+            if k not in verified:
+                os.remove(os.path.join(self.parts_dir, name))
         elapsed = time.perf_counter() - start
         timing = {"elapsed_s": round(elapsed, 3), "narratives_curated_now": session.counts["narratives_curated"],
                   "narratives_per_s": round(session.counts["narratives_curated"] / max(elapsed, 1e-9), 2),
                   "workers": self.workers}
-        report = self._assemble(images, settings, timing)
+        settings["input_files"] = [dict(stats[p], path=os.path.abspath(p)) for p in self.inputs]
+        report = self._assemble(images, settings, timing, verified)
         shutil.rmtree(self.parts_dir, ignore_errors=True)
         return report
 
-    def _run_pool(self, context, done: set, bar, finish, errors) -> None:
+    def _run_pool(self, context, tasks, finish, errors) -> None:
         """Chunks to a process pool, at most two per worker in flight (bounded memory)."""
         import multiprocessing
         from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
@@ -233,7 +305,7 @@ class CurationJob:
         with ProcessPoolExecutor(self.workers, mp_context=mp_context, initializer=_init_worker,
                                  initargs=context) as pool:
             in_flight = set()
-            for k, lines in self._tasks(done, bar):
+            for k, lines in tasks:
                 in_flight.add(pool.submit(_curate_chunk, k, lines))
                 while len(in_flight) >= 2 * self.workers:
                     finished, in_flight = wait(in_flight, return_when=FIRST_COMPLETED)
@@ -245,11 +317,11 @@ class CurationJob:
                 finish(*f.result())
 
     def _assemble(self, images: Mapping[str, Mapping[str, Any]], settings: Dict[str, Any],
-                  timing: Dict[str, Any]) -> Dict[str, Any]:
+                  timing: Dict[str, Any], chunks: set) -> Dict[str, Any]:
         """Stream the finished chunks into ALPS.json (two passes: counts, then annotations)."""
         total = CurationReport()
         image_ids, phrases = set(), set()
-        for part in self._finished_chunks():
+        for part in self._finished_chunks(chunks):
             total.add(CurationReport.from_state(part["report"]))
             for alp in part["alps"]:
                 image_ids.add(str(alp["image_id"]))
@@ -261,7 +333,7 @@ class CurationJob:
 
         def annotations() -> Iterator[Dict[str, Any]]:
             next_id = 1
-            for part in self._finished_chunks():
+            for part in self._finished_chunks(chunks):
                 for alp in part["alps"]:
                     alp["id"] = next_id
                     next_id += 1
