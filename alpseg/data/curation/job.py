@@ -26,9 +26,10 @@ import shutil
 import time
 from typing import Any, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple
 
+import orjson
 from tqdm import tqdm
 
-from alpseg.utils.io import atomic_open, atomic_write_json
+from alpseg.utils.io import atomic_open, atomic_write, atomic_write_json
 
 from ..narratives import NarrativeFormatError, count_lines, iter_narrative_lines
 from .config import CurationConfig
@@ -175,8 +176,8 @@ class CurationJob:
     def _finished_chunks(self, chunks: Sequence[int]) -> Iterator[Dict[str, Any]]:
         files = self._chunk_files()
         for k in sorted(chunks):
-            with open(os.path.join(self.parts_dir, files[k][0]), encoding="utf-8") as f:
-                yield json.load(f)
+            with open(os.path.join(self.parts_dir, files[k][0]), "rb") as f:
+                yield orjson.loads(f.read())
 
     # -- the run -------------------------------------------------------------------------------
     def _tasks(self, done: Mapping[int, Tuple[str, str]], verified: set, stats: Dict[str, Dict[str, Any]], bar
@@ -258,7 +259,8 @@ class CurationJob:
             if error is not None:  # strict: nothing of this chunk is kept
                 errors.append((k, error))
                 return
-            atomic_write_json(self._chunk_path(k, digests[k]), {"chunk": k, "alps": alps, "report": state})
+            # orjson: a third of the time of json for these internal files (same values back)
+            atomic_write(self._chunk_path(k, digests[k]), orjson.dumps({"chunk": k, "alps": alps, "report": state}))
             verified.add(k)
             session.add(CurationReport.from_state(state))
 

@@ -61,21 +61,30 @@ class _Word:
 
 
 def _words(doc) -> List[_Word]:
+    # one pass over the Cython tokens, attributes read once each (the hot loop of curation)
     tokens = list(doc)
+    texts = [t.text for t in tokens]
+    spaced = [t.whitespace_ != "" for t in tokens]
     out: List[_Word] = []
-    i = 0
-    while i < len(tokens):
+    i, n = 0, len(tokens)
+    while i < n:
         j = i
         # token, hyphen, token with no whitespace in between -> one word
-        while (j + 2 < len(tokens) and tokens[j].whitespace_ == "" and tokens[j + 1].text in _HYPHENS
-               and tokens[j + 1].whitespace_ == "" and not tokens[j + 2].is_punct):
+        while (j + 2 < n and not spaced[j] and texts[j + 1] in _HYPHENS and not spaced[j + 1]
+               and not tokens[j + 2].is_punct):
             j += 2
-        group = tokens[i:j + 1]
-        last = group[-1]
-        prefix = "".join(t.text_with_ws for t in group[:-1]).lower()
-        out.append(_Word(lower=prefix + last.text.lower(), prefix=prefix, last=last, pos=last.pos_, tag=last.tag_,
-                         start=group[0].idx, end=last.idx + len(last.text),
-                         cased=any(c.isupper() for t in group for c in t.text)))
+        last = tokens[j]
+        text = texts[j]
+        start = last.idx
+        if j == i:
+            prefix = ""
+            cased = text != text.lower()
+        else:
+            prefix = "".join(texts[m] + (" " if spaced[m] else "") for m in range(i, j)).lower()
+            cased = any(texts[m] != texts[m].lower() for m in range(i, j + 1))
+            start = tokens[i].idx
+        out.append(_Word(lower=prefix + text.lower(), prefix=prefix, last=last, pos=last.pos_, tag=last.tag_,
+                         start=start, end=last.idx + len(text), cased=cased))
         i = j + 1
     return out
 
