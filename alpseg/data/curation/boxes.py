@@ -48,15 +48,16 @@ def trace_box(points: np.ndarray, t1: float, t2: float, temporal_padding: float,
         return BoxResult(None, "no_points_in_window", 0)
     if n < 2:
         return BoxResult(None, "too_few_points", n)
-    x, y = sel[:, 0], sel[:, 1]
-    inside = (x >= 0.0) & (x <= 1.0) & (y >= 0.0) & (y <= 1.0)
-    if not inside.any():
-        return BoxResult(None, "outside_image", n)
-    xs = np.clip(x, 0.0, 1.0) * width
-    ys = np.clip(y, 0.0, 1.0) * height
-    x1, y1, x2, y2 = float(xs.min()), float(ys.min()), float(xs.max()), float(ys.max())
+    lo, hi = sel[:, :2].min(axis=0).tolist(), sel[:, :2].max(axis=0).tolist()
+    clipped = lo[0] < 0.0 or lo[1] < 0.0 or hi[0] > 1.0 or hi[1] > 1.0
+    if clipped:
+        x, y = sel[:, 0], sel[:, 1]
+        if not ((x >= 0.0) & (x <= 1.0) & (y >= 0.0) & (y <= 1.0)).any():
+            return BoxResult(None, "outside_image", n)
+    # the extent of the clipped points is the clipped extent (clipping is monotonic)
+    x1, y1 = min(max(lo[0], 0.0), 1.0) * width, min(max(lo[1], 0.0), 1.0) * height
+    x2, y2 = min(max(hi[0], 0.0), 1.0) * width, min(max(hi[1], 0.0), 1.0) * height
     w, h = x2 - x1, y2 - y1
-    clipped = not bool(inside.all())
     if w >= min_box_size and h >= min_box_size and w > 0.0 and h > 0.0:
         return BoxResult((x1, y1, x2, y2), "", n, clipped)
     long_side = max(w, h)

@@ -72,8 +72,19 @@ class TagAttributes:
     NAME = "alpseg_tag_attributes"
     KEYS = (("TAG",), ("LOWER", "TAG"), ("LOWER",), ("IS_SPACE",), ("IS_SPACE", "TAG"))
 
+    CACHE_SIZE = 200_000  # entries of the per-word result cache (bounded memory on 504K narratives)
+
     def __init__(self) -> None:
-        self.tables: Tuple[Dict[Tuple, Tuple[int, int]], Dict[Tuple, Tuple[int, int]]] = ({}, {})
+        self._tables: Tuple[Dict[Tuple, Tuple[int, int]], Dict[Tuple, Tuple[int, int]]] = ({}, {})
+        self._cache: Dict[Tuple[int, int, int], Tuple[int, int]] = {}
+
+    @property
+    def tables(self) -> Tuple[Dict[Tuple, Tuple[int, int]], Dict[Tuple, Tuple[int, int]]]:
+        return self._tables
+
+    @tables.setter
+    def tables(self, value) -> None:
+        self._tables, self._cache = value, {}
 
     @classmethod
     def compile(cls, ruler, vocab) -> Tuple[Dict[Tuple, Tuple[int, int]], Dict[Tuple, Tuple[int, int]]]:
@@ -131,12 +142,18 @@ class TagAttributes:
         from spacy.attrs import IS_SPACE, LOWER, MORPH, POS, TAG
 
         pos_table, morph_table = self.tables
+        cache = self._cache  # (tag, lower, is_space) -> (POS, MORPH): few distinct words, many tokens
         out = []
-        for tag, lower, space in doc.to_array([TAG, LOWER, IS_SPACE]).tolist():
-            keys = ((0, tag), (1, lower, tag), (2, lower), (3, space), (4, space, tag))
-            pos = max(filter(None, map(pos_table.get, keys)), default=(0, 0))[1]
-            morph = max(filter(None, map(morph_table.get, keys)), default=(0, 0))[1]
-            out.append((pos, morph))
+        for row in doc.to_array([TAG, LOWER, IS_SPACE]).tolist():
+            value = cache.get(tuple(row))
+            if value is None:
+                tag, lower, space = row
+                keys = ((0, tag), (1, lower, tag), (2, lower), (3, space), (4, space, tag))
+                value = (max(filter(None, map(pos_table.get, keys)), default=(0, 0))[1],
+                         max(filter(None, map(morph_table.get, keys)), default=(0, 0))[1])
+                if len(cache) < self.CACHE_SIZE:
+                    cache[tuple(row)] = value
+            out.append(value)
         if out:
             doc.from_array([POS, MORPH], np.array(out, dtype=np.uint64))
         return doc
