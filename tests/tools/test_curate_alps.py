@@ -308,3 +308,25 @@ def test_input_edited_in_place_between_kill_and_resume_is_curated_again(inputs, 
     import hashlib
 
     assert digest == hashlib.sha256(edited.encode("utf-8")).hexdigest()
+
+
+def test_visualize_alps_names_outputs_apart_and_fails_when_nothing_is_drawn(inputs, tmp_path, capsys):
+    from PIL import Image
+
+    out = tmp_path / "alps.json"
+    assert run(inputs, out) == 0
+    data = load(out)
+    root = tmp_path / "images"
+    for sub in ("a", "b"):
+        (root / sub).mkdir(parents=True)
+        Image.fromarray(np.zeros((100, 200, 3), np.uint8)).save(root / sub / "x.png")
+    data["images"] = [dict(im, file_name="a/x.png" if im["id"] == "img_a" else "b/x.png") for im in data["images"]]
+    out.write_text(json.dumps(data))
+    viz = _tool("visualize_alps")
+    assert viz.main(["--alps", str(out), "--image-root", str(root), "--output", str(tmp_path / "viz")]) == 0
+    assert sorted(os.listdir(tmp_path / "viz")) == ["x.jpg", "x_img_a.jpg"] or \
+        sorted(os.listdir(tmp_path / "viz")) == ["x.jpg", "x_7.jpg"]  # the second image of the same name
+    assert viz.main(["--alps", str(out), "--image-root", str(tmp_path / "none"), "--output", str(tmp_path / "v2")]) == 1
+    assert "2 skipped" in capsys.readouterr().out
+    (tmp_path / "bad.json").write_text("[]")
+    assert viz.main(["--alps", str(tmp_path / "bad.json"), "--image-root", str(root), "--output", str(tmp_path / "v3")]) == 2
