@@ -251,6 +251,7 @@ def test_stale_temp_files_are_removed_on_start(inputs, tmp_path):
     other.write_text("x", encoding="utf-8")
     assert run(inputs, out) == 0
     assert not stale.exists() and other.exists()
+    assert run(inputs, tmp_path / "new" / "folder" / "alps.json") == 0  # an output folder that is not there yet
 
 
 def test_failed_strict_run_is_resumed_by_the_corrected_rerun(inputs, tmp_path, monkeypatch):

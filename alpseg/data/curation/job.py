@@ -146,7 +146,8 @@ class CurationJob:
         """Remove the temp files a killed write of this output or of its checkpoints left behind."""
         folder = os.path.dirname(os.path.abspath(self.output))
         suffix = "-" + os.path.basename(self.output)
-        stale = [os.path.join(folder, n) for n in os.listdir(folder) if n.startswith(".tmp-") and n.endswith(suffix)]
+        stale = [os.path.join(folder, n) for n in (os.listdir(folder) if os.path.isdir(folder) else [])
+                 if n.startswith(".tmp-") and n.endswith(suffix)]
         if os.path.isdir(self.parts_dir):
             stale += [os.path.join(self.parts_dir, n) for n in os.listdir(self.parts_dir) if n.startswith(".tmp-")]
         for path in stale:
