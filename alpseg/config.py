@@ -151,6 +151,9 @@ def add_alpseg_config(cfg: _D2CfgNode) -> None:
     # ---------------- evaluation / misc ----------------
     cfg.TEST.OID_GROUP_OF_WEIGHT = 1.0  # group-of weight of the Open Images challenge metric
     cfg.TEST.WRITE_CHALLENGE_CSV = False  # also write OID challenge predictions CSV on evaluation
+    # OID: also report the metric with predictions copied to their ancestor classes (beside the
+    # official number, which expands only the ground truth)
+    cfg.TEST.OID_EXPAND_PREDICTIONS = False
     cfg.ALPSEG = C()
     cfg.ALPSEG.LOAD_MIN_BACKBONE_FRACTION = 0.9  # MODEL.WEIGHTS must match at least this share of the backbone's tensors
     cfg.ALPSEG.LOAD_ALLOW_PARTIAL = False  # accept weights that match partly or differ in shape (on purpose only)
