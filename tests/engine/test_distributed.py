@@ -250,6 +250,7 @@ def _vocab_worker(rank, port, queue, config, bank, opts):
     out = {}
     for mode in ("global", "local"):
         cfg = load_config(os.path.join(REPO, "configs", config), opts + ["MODEL.OPEN_VOCAB.NEGATIVES", mode])
+        torch.manual_seed(0)  # the same weights and RPN / RoI samples in both modes: only the vocabulary differs
         model = AlpsegTrainer.build_model(cfg)  # SyncBN -> GlooSyncBatchNorm (2 CPU processes)
         model.phrase_bank = recorder = _RecordingBank(PhraseBank.load(bank))
         model.train()
