@@ -133,7 +133,7 @@ def add_alpseg_config(cfg: _D2CfgNode) -> None:
     # ---------------- mask head ----------------
     cfg.MODEL.ROI_MASK_HEAD.HOURGLASS_DEPTH = 20  # convs on the hourglass main path (20 = Hourglass-20)
     cfg.MODEL.ROI_MASK_HEAD.HOURGLASS_WIDTH = 128  # channels inside the hourglass (HourglassMaskHead's default too; docs/fcos_mo.md)
-    cfg.MODEL.ROI_MASK_HEAD.TRAIN_ON_GT_BOXES = True  # train the mask head on GT boxes (not proposals)
+    cfg.MODEL.ROI_MASK_HEAD.TRAIN_ON_GT_BOXES = True  # mask head on GT boxes; must be True (Mask R-CNN* raises on False)
 
     # ---------------- input ----------------
     cfg.INPUT.ALP = C()
