@@ -223,6 +223,9 @@ class FCOSMask(FCOS):
             if bool(gt_is_alp(inst).any()) or (len(inst) and int(inst.gt_classes.min()) < 0):
                 raise ValueError("FCOSMask is closed-vocabulary: ALPs / instances without a class (gt_classes -1) "
                                  "cannot train it; use META_ARCHITECTURE FCOSMO")
+            if len(inst) and int(inst.gt_classes.max()) >= self.num_classes:
+                raise ValueError(f"gt_classes {int(inst.gt_classes.max())} is not below MODEL.FCOS_MO.NUM_CLASSES "
+                                 f"({self.num_classes}): set it to the training dataset's class count")
         losses = super().forward_training(images, features, predictions, gt_instances)
         if self.mask_head is not None:
             losses["loss_mask"] = self._mask_loss(features, gt_instances)

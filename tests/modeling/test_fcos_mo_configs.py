@@ -102,6 +102,11 @@ def test_table2_config_is_closed_vocabulary_fcos_and_trains_2_iterations(path):
             x["instances"].gt_classes = torch.tensor([-1])
         with pytest.raises(ValueError, match="closed-vocabulary"):
             model(alp)
+        for x in alp:
+            x["instances"].gt_is_alp[:] = False
+            x["instances"].gt_classes = torch.tensor([80])
+        with pytest.raises(ValueError, match="NUM_CLASSES"):
+            model(alp)
     model.eval()
     out = model(make_batch([make_instances(SIZE, [], [], [], [])]))[0]["instances"]
     assert out.has("pred_masks") == cfg.MODEL.MASK_ON and len(out) and int(out.pred_classes.max()) < 80
