@@ -29,6 +29,7 @@ setup(
         "shapely",  # detectron2 crops polygon masks (LSJ, INPUT.CROP) with it
         "scikit-learn>=1.2",
         "tqdm",
+        "orjson>=3.9",  # ALP curation: JSON Lines of Localized Narratives, 3-4x faster than json
         "matplotlib",
         "tensorboard",
     ],
