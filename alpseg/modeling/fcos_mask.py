@@ -27,7 +27,7 @@ from detectron2.modeling import META_ARCH_REGISTRY, build_backbone
 from detectron2.modeling.backbone import Backbone
 from detectron2.modeling.meta_arch.fcos import FCOS, FCOSHead
 from detectron2.modeling.poolers import ROIPooler
-from detectron2.modeling.roi_heads.mask_head import build_mask_head
+from detectron2.modeling.roi_heads.mask_head import build_mask_head, mask_rcnn_inference
 from detectron2.structures import Boxes, ImageList, Instances, pairwise_point_box_distance
 
 from .instance_fields import gt_has_mask, gt_is_alp
@@ -206,14 +206,23 @@ class FCOSMask(FCOS):
         )
         return self.mask_head(mask_features, rois)["loss_mask"]
 
-    def _predict_masks(self, features: List[Tensor], results: List[Instances]) -> List[Instances]:
-        """Masks of the final (post-NMS) boxes; the results unchanged without a mask head."""
-        if self.mask_head is None:
-            return results
+    def predict_masks(self, features: List[Tensor], results: List[Instances]) -> List[Instances]:
+        """Set ``pred_masks`` ``(R, 1, M, M)`` (probabilities) on each image's final detections.
+
+        Only the detections that survived the score threshold, NMS and the top-k reach the mask head,
+        and the RoIs of all images go through it in one call. For a single image the class-agnostic
+        probabilities are assigned directly: detectron2's ``mask_rcnn_inference`` splits the batch by
+        per-image counts, which tracing would freeze into an exported graph.
+        """
         mask_features = self.mask_pooler(
             [features[i] for i in self._mask_level_idx], [r.pred_boxes for r in results]
         )
-        return self.mask_head(mask_features, results)
+        logits = self.mask_head.layers(mask_features)
+        if len(results) == 1 and logits.shape[1] == 1:
+            results[0].pred_masks = logits.sigmoid()
+        else:
+            mask_rcnn_inference(logits, results)
+        return results
 
     # ------------------------------------------------------------------ training / inference
     def forward_training(self, images: ImageList, features: List[Tensor], predictions, gt_instances: List[Instances]):
@@ -232,4 +241,7 @@ class FCOSMask(FCOS):
         return losses
 
     def forward_inference(self, images: ImageList, features: List[Tensor], predictions):
-        return self._predict_masks(features, super().forward_inference(images, features, predictions))
+        results = super().forward_inference(images, features, predictions)
+        if self.mask_head is not None:
+            self.predict_masks(features, results)
+        return results

@@ -312,13 +312,19 @@ class FCOSMO(PhraseVocabularyMixin, FCOSMask):
             prob = torch.sqrt(prob * centerness.float().sigmoid())
         return prob
 
-    def forward_inference(self, images: ImageList, features: List[Tensor], predictions):
+    def forward_inference(
+        self, images: ImageList, features: List[Tensor], predictions, text: Optional[Tensor] = None
+    ) -> List[Instances]:
+        """Detections of every image: FCOS decoding against ``text`` (the test vocabulary's ``(C, D)``
+        embeddings when None; an exported graph passes them as an input), then the mask head on the
+        kept boxes (:meth:`predict_masks`)."""
         embeddings, box_deltas, centerness = predictions
         (box_deltas,) = self._transpose_dense_predictions([box_deltas], [4])
         if self.centerness:
             (centerness,) = self._transpose_dense_predictions([centerness], [1])
         anchors = self.anchor_generator(features)
-        _, text = self.test_vocabulary
+        if text is None:
+            _, text = self.test_vocabulary
 
         scores = [
             self.dense_scores(emb, text, centerness[level] if self.centerness else None)
@@ -332,4 +338,6 @@ class FCOSMO(PhraseVocabularyMixin, FCOSMask):
                     anchors, [s[img_idx] for s in scores], [d[img_idx] for d in box_deltas], image_size
                 )
             )
-        return self._predict_masks(features, results)
+        if self.mask_head is not None:
+            self.predict_masks(features, results)
+        return results
