@@ -17,6 +17,8 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision import transforms as T
 from tqdm import tqdm
 
+from alpseg.utils.device import pick_device  # re-exported: the transfer code's old name for it
+
 __all__ = [
     "IMAGENET_MEAN",
     "IMAGENET_STD",
@@ -66,12 +68,6 @@ class ImageListDataset(Dataset):
         except (OSError, ValueError) as e:
             raise OSError(f"cannot read image {path}: {e}") from e
         return self.transform(image), self.labels[i]
-
-
-def pick_device(device: str = "auto") -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
 
 
 @torch.no_grad()
