@@ -4,4 +4,4 @@
 ``finetune`` implement the protocols; ``suite`` runs a chosen set of tasks and writes the table.
 Importing the package registers the C4 ROI heads with an extra norm after res5.
 """
-from . import modeling  # noqa: F401  (registers Res5ROIHeadsExtraNorm)
+from . import roi_heads  # noqa: F401  (registers Res5ROIHeadsExtraNorm)

@@ -10,7 +10,7 @@ import torch
 
 from alpseg.config import load_config
 from alpseg.transfer.checkpoints import BackboneLoadError, save_detectron2_pkl
-from alpseg.transfer.datasets import subset_image_ids
+from alpseg.transfer.builtin_datasets import subset_image_ids
 from alpseg.transfer.finetune import CONFIG_DIR, Detectron2TaskSpec, build_task_cfg, run_detectron2_task
 
 #: Tiny images, few proposals, PreciseBN over one batch: a couple of seconds per iteration on CPU.
