@@ -99,7 +99,7 @@ def main(argv=None) -> int:
         summary = run_suite(args.backbone, tasks, args.output, datasets_root, args.num_gpus, args.resume,
                             arch=args.arch, prefix=args.prefix, trust_pickle=args.trust_pickle, d2_opts=d2_opts,
                             overrides=overrides)
-    except (BackboneLoadError, FileNotFoundError, KeyError, ValueError) as e:
+    except (BackboneLoadError, FileNotFoundError, FileExistsError, KeyError, ValueError) as e:
         message = e.args[0] if isinstance(e, KeyError) and e.args else e
         print(f"error: {message}", file=sys.stderr)
         return 1

@@ -14,6 +14,8 @@ from typing import Dict, List, Sequence
 
 import numpy as np
 from detectron2.data import DatasetCatalog, MetadataCatalog
+# Private names, on purpose: detectron2 has no public table of its builtin splits' relative paths or
+# of their metadata (it registers them once under the import-time root); these are that table.
 from detectron2.data.datasets.builtin import _PREDEFINED_SPLITS_COCO, _PREDEFINED_SPLITS_LVIS
 from detectron2.data.datasets.builtin_meta import _get_builtin_metadata
 from detectron2.data.datasets.coco import register_coco_instances

@@ -26,12 +26,13 @@ from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
 import torch
+import yaml
 from detectron2.data import (MetadataCatalog, build_detection_test_loader, build_detection_train_loader,
                              get_detection_dataset_dicts)
 from detectron2.data.samplers import RepeatFactorTrainingSampler, TrainingSampler
 from detectron2.engine import launch
-from detectron2.utils import comm
 from detectron2.evaluation.testing import flatten_results_dict
+from detectron2.utils import comm
 from detectron2.utils.logger import setup_logger
 
 from alpseg.config import load_config
@@ -40,10 +41,10 @@ from alpseg.utils.io import atomic_write, atomic_write_json
 
 from . import roi_heads  # noqa: F401  (Res5ROIHeadsExtraNorm must be registered in every process)
 from .backbone import ARCH_DEPTHS
+from .builtin_datasets import register_subset, register_under_root, required_paths, subset_name
 from .checkpoints import verify_backbone_loaded
 from .logs import task_log
 from .tasks import check_arch
-from .builtin_datasets import register_subset, register_under_root, required_paths, subset_name
 
 __all__ = ["Detectron2TaskSpec", "TransferTrainer", "build_task_cfg", "missing_dataset_paths",
            "run_detectron2_task", "flatten_results"]
@@ -73,26 +74,26 @@ class TransferTrainer(AlpsegTrainer):
 
     @classmethod
     def build_train_loader(cls, cfg, start_iter: int = 0):
-        """detectron2's loader; resumed at ``start_iter`` it skips the samples of the iterations done.
+        """detectron2's loader, whose sampler starts after the samples of ``start_iter`` iterations.
 
-        detectron2 builds its sampler inside the loader; to start it later this builds the same
-        sampler (``DATALOADER.SAMPLER_TRAIN``, seeded as detectron2 seeds it) and drops its first
-        ``start_iter * images per process`` indices. With one aspect-ratio group (or batches that
-        fill each group evenly) that is the interrupted run's batch sequence exactly.
+        The sampler is detectron2's (``DATALOADER.SAMPLER_TRAIN``: ``TrainingSampler`` or
+        ``RepeatFactorTrainingSampler``) built here so that it can be seeded and started late:
+        seeded by ``SEED`` when it is >= 0 (else a fresh shared seed, as detectron2 does), it drops its
+        first ``start_iter * images per process`` indices. With ``SEED`` >= 0 and one aspect-ratio group
+        (or batches that fill each group evenly) a resumed run sees the interrupted run's batches.
         """
-        if start_iter <= 0:
-            return build_detection_train_loader(cfg)
         dataset = get_detection_dataset_dicts(cfg.DATASETS.TRAIN, filter_empty=cfg.DATALOADER.FILTER_EMPTY_ANNOTATIONS)
+        seed = cfg.SEED if cfg.SEED >= 0 else None
         name = cfg.DATALOADER.SAMPLER_TRAIN
         if name == "TrainingSampler":
-            sampler = TrainingSampler(len(dataset))
+            sampler = TrainingSampler(len(dataset), seed=seed)
         elif name == "RepeatFactorTrainingSampler":
             factors = RepeatFactorTrainingSampler.repeat_factors_from_category_frequency(
                 dataset, cfg.DATALOADER.REPEAT_THRESHOLD, sqrt=cfg.DATALOADER.REPEAT_SQRT)
-            sampler = RepeatFactorTrainingSampler(factors, seed=cfg.SEED)
+            sampler = RepeatFactorTrainingSampler(factors, seed=seed)
         else:
-            raise ValueError(f"resuming a transfer task with DATALOADER.SAMPLER_TRAIN {name!r} is not supported; "
-                             "use TrainingSampler or RepeatFactorTrainingSampler")
+            raise ValueError(f"transfer tasks support DATALOADER.SAMPLER_TRAIN TrainingSampler or "
+                             f"RepeatFactorTrainingSampler, not {name!r}")
         skip = start_iter * (cfg.SOLVER.IMS_PER_BATCH // comm.get_world_size())
         return build_detection_train_loader(cfg, dataset=dataset, sampler=_SkipSampler(sampler, skip))
 
@@ -206,6 +207,16 @@ def _train_worker(cfg, spec: Detectron2TaskSpec, datasets_root: str, resume: boo
             "results": results, "max_iter": cfg.SOLVER.MAX_ITER, "train_datasets": list(cfg.DATASETS.TRAIN)}, indent=1)
 
 
+def _previous_seed(output_dir: str) -> int:
+    """``SEED`` of the config this folder's last run wrote, or -1."""
+    path = os.path.join(output_dir, "config.yaml")
+    if not os.path.isfile(path):
+        return -1
+    with open(path, encoding="utf-8") as f:
+        seed = (yaml.safe_load(f) or {}).get("SEED", -1)
+    return seed if isinstance(seed, int) else -1
+
+
 def run_detectron2_task(
     spec: Detectron2TaskSpec,
     backbone_pkl: str,
@@ -228,6 +239,9 @@ def run_detectron2_task(
     results_path = os.path.join(output_dir, RESULTS_FILE)
     if os.path.exists(results_path):
         os.remove(results_path)
+    if cfg.SEED < 0:  # the sampler's seed, kept in config.yaml so that a resumed run draws the same batches
+        previous = _previous_seed(output_dir) if resume else -1
+        cfg.SEED = previous if previous >= 0 else int(np.random.SeedSequence().generate_state(1)[0] % 2**31)
     atomic_write(os.path.join(output_dir, "config.yaml"), cfg.dump())
     workers = min(num_gpus, torch.cuda.device_count()) if use_gpu else 1
     with task_log(os.path.join(output_dir, "log.txt")):

@@ -38,8 +38,11 @@ MINIATURE_D2_OPTS: Tuple[str, ...] = (
 
 def write_miniature_transfer_datasets(root: str, seed: int = 0) -> str:
     """Write (or reuse, when already written with the same settings) every tree the tasks read; returns ``root``."""
-    from alpseg.data.miniature import MiniatureSizes, write_miniature_world
+    from alpseg.data.miniature import MANIFEST, MiniatureSizes, write_miniature_world
 
+    if os.path.isdir(root) and os.listdir(root) and not os.path.isfile(os.path.join(root, MANIFEST)):
+        raise FileExistsError(f"refusing to write miniature datasets into {root}: it holds files but no miniature "
+                              f"{MANIFEST}; choose an empty or new folder for --datasets-root")
     sizes = MiniatureSizes(coco_train=MINIATURE_SIZES["coco_train"], coco_val=MINIATURE_SIZES["coco_val"],
                            oid_train=2, oid_val=2, oid_test=2, image_size=MINIATURE_SIZES["image_size"], voc=True)
     write_miniature_world(root, seed=seed, sizes=sizes)
