@@ -112,9 +112,10 @@ def run_suite(
     ctx = SuiteContext(backbone=backbone, weights=weights, backbone_pkl=pkl, fingerprint=weights_fingerprint(weights),
                        output_dir=output_dir, datasets_root=datasets_root, num_gpus=num_gpus, resume=resume,
                        arch=arch, d2_opts=tuple(d2_opts), overrides=dict(overrides or {}))
+    settings = {name: TASKS[name].settings(ctx) for name in tasks}  # every override checked before any task runs
     status: "OrderedDict[str, Dict[str, Any]]" = OrderedDict()
     for name in tasks:
-        status[name] = _run_task(name, ctx)
+        status[name] = _run_task(name, ctx, settings[name])
     summary = {"backbone": backbone, "fingerprint": ctx.fingerprint, "arch": arch, "datasets_root": datasets_root,
                "conversion": {"layout": report.to_dict()["layout"], "converted": len(report.converted)},
                "tasks": status}
@@ -127,11 +128,11 @@ def run_suite(
     return summary
 
 
-def _run_task(name: str, ctx: SuiteContext) -> Dict[str, Any]:
+def _run_task(name: str, ctx: SuiteContext, settings: Dict[str, Any]) -> Dict[str, Any]:
     task = TASKS[name]
     task_dir = os.path.join(ctx.output_dir, name)
     result_path = os.path.join(task_dir, RESULT_FILE)
-    state = task_state(ctx, task.settings(ctx))
+    state = task_state(ctx, settings)
     done = _finished(task_dir, state) if ctx.resume else None
     if done is not None:
         logger.info("[%s] finished earlier (%s): skipped", name, result_path)

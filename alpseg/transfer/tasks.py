@@ -159,7 +159,14 @@ class Detectron2Task(TransferTask):
         return [p for name in dataset_names(cfg, spec) for p in required_paths(name, datasets_root)]
 
     def settings(self, ctx: SuiteContext) -> Dict[str, Any]:
-        return {"config": self.config, "percent": self.percent, "opts": self.opts(ctx)}
+        from .finetune import build_task_cfg
+
+        opts = self.opts(ctx)
+        try:  # a misspelt key fails here, before any task runs, not hours later inside this one
+            build_task_cfg(self.spec(), "", "", opts, use_gpu=False, arch=ctx.arch)
+        except KeyError as e:
+            raise KeyError(f"{self.name}: {e.args[0] if e.args else e}") from e
+        return {"config": self.config, "percent": self.percent, "opts": opts}
 
     def run(self, ctx: SuiteContext, output_dir: str, resume: bool) -> Dict[str, Any]:
         from .finetune import run_detectron2_task

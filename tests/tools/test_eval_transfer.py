@@ -97,3 +97,13 @@ def test_miniature_refuses_a_folder_of_other_data(backbone, tmp_path):
     assert r.stderr.strip().splitlines()[-1] == (f"error: refusing to write miniature datasets into {real}: it holds "
                                                 "files but no miniature manifest.json; choose an empty or new folder "
                                                 "for --datasets-root")
+
+
+def test_misspelt_override_fails_before_any_task_runs(backbone, tmp_path):
+    out = tmp_path / "o"
+    r = _run("--backbone", backbone, "--tasks", "in1k_linear,coco_instance", "--output", str(out),
+             "--datasets-root", str(tmp_path), "--set", "coco_instance.SOLVER.MAXITER=2")
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    assert r.stderr.strip().splitlines()[-1] == ("error: coco_instance: Non-existent key: SOLVER.MAXITER "
+                                                "(from command-line overrides; check the spelling)")
+    assert not (out / "in1k_linear").exists()
