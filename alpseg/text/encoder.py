@@ -94,7 +94,9 @@ def encoder_id(model_name: str, pretrained: str, seed: int = DEFAULT_SEED) -> st
 
 
 def resolve_device(device: Optional[str] = None) -> torch.device:
-    """``None`` / ``"auto"`` -> the first CUDA GPU when there is one, else the CPU (:func:`alpseg.utils.device.pick_device`)."""
+    """``None`` / ``"auto"`` -> the first CUDA GPU when there is one, else the CPU.
+
+    The package's one device picker, :func:`alpseg.utils.device.pick_device`, under this module's old name."""
     return pick_device(device)
 
 

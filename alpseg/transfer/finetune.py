@@ -82,7 +82,8 @@ class TransferTrainer(AlpsegTrainer):
         first ``start_iter * images per process`` indices. With ``SEED`` >= 0 and one aspect-ratio group
         (or batches that fill each group evenly) a resumed run sees the interrupted run's batches.
         """
-        dataset = get_detection_dataset_dicts(cfg.DATASETS.TRAIN, filter_empty=cfg.DATALOADER.FILTER_EMPTY_ANNOTATIONS)
+        dataset = get_detection_dataset_dicts(cfg.DATASETS.TRAIN,
+                                              filter_empty=cfg.DATALOADER.FILTER_EMPTY_ANNOTATIONS)
         seed = cfg.SEED if cfg.SEED >= 0 else None
         name = cfg.DATALOADER.SAMPLER_TRAIN
         if name == "TrainingSampler":
@@ -166,9 +167,9 @@ def missing_dataset_paths(cfg, spec: Detectron2TaskSpec, datasets_root: str) -> 
             if not os.path.exists(p)]
 
 
-def flatten_results(results: Dict[str, Any]) -> Dict[str, float]:
+def flatten_results(results: Dict[str, Any], prefix: str = "") -> Dict[str, float]:
     """``{"bbox": {"AP": 1}}`` -> ``{"bbox/AP": 1.0}`` (detectron2's ``flatten_results_dict``, as floats)."""
-    return {k: float(v) for k, v in flatten_results_dict(results).items()}
+    return {f"{prefix}{k}": float(v) for k, v in flatten_results_dict(results).items()}
 
 
 def _load_pkl_weights(path: str) -> Dict[str, torch.Tensor]:

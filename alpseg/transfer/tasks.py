@@ -206,7 +206,8 @@ def _register_builtin() -> None:
        "lvis_v1_mask_rcnn_R_50_FPN_2x_frozenbn.yaml", mask, "LVIS-FrozenBN")
     d2("voc_detection", "VOC07+12 Faster R-CNN R50-C4 24K", "voc0712_faster_rcnn_R_50_C4_24k.yaml", box, "VOC")
     register_task(ClassificationTask("inat18", "iNat 2018 fine-tuning", (("top1", "iNat18 top-1"),),
-                                     data_dir="inat2018", root_arg="inat_root", files=("train2018.json", "val2018.json"),
+                                     data_dir="inat2018", root_arg="inat_root",
+                                     files=("train2018.json", "val2018.json"),
                                      default_settings=inat_settings, runner=run_inat))
     for p in (10, 20, 50, 100):
         d2(f"coco_limited_{p}", f"LocTex limited-data COCO {p}% (Mask R-CNN R50-C4)",

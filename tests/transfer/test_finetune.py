@@ -143,7 +143,8 @@ def test_killed_task_resumes_from_its_checkpoint(coco_world, backbone_pkl, tmp_p
         m.setattr(TransferTrainer, "run_step", killed_at_iteration_2)
         with pytest.raises(KeyboardInterrupt):
             run_detectron2_task(spec, backbone_pkl, out, coco_world, opts, resume=False)
-    assert os.path.isfile(os.path.join(out, "model_0000001.pth")) and not os.path.exists(os.path.join(out, "model_final.pth"))
+    assert os.path.isfile(os.path.join(out, "model_0000001.pth"))
+    assert not os.path.exists(os.path.join(out, "model_final.pth"))
     seed = load_config(os.path.join(out, "config.yaml")).SEED
     result = run_detectron2_task(spec, backbone_pkl, out, coco_world, opts, resume=True)
     assert result["max_iter"] == 4 and math.isfinite(result["metrics"]["segm/AP"])

@@ -22,7 +22,8 @@ def test_each_state_has_its_own_mark():
     assert new["lvis_instance/segm/AP"] == "not run" and new["voc_detection/bbox/AP"] == 12.345
     md = table_markdown(columns, rows)
     mine = md.splitlines()[-1]
-    assert mine.startswith("| **mine.pth** | – | this run | NaN | NaN | failed | missing dataset | missing dataset | 12.3 |")
+    assert mine.startswith("| **mine.pth** | – | this run | NaN | NaN | failed | missing dataset | missing dataset "
+                           "| 12.3 |")
     assert mine.endswith("| not run | not run | not run |")
     # a reference row without a value in a column shows the no-reference mark, never NaN
     virtex = next(line for line in md.splitlines() if line.startswith("| VirTex | 118K | VirTex Table 2 |"))
