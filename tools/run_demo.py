@@ -6,6 +6,7 @@
 See docs/demo.md for what it does and what the numbers mean.
 """
 import argparse
+import os
 import sys
 
 from alpseg.demo.table3 import run_table3
@@ -19,6 +20,8 @@ def main(argv=None) -> int:
     p.add_argument("--iterations", type=int, default=0, help="override SOLVER.MAX_ITER of the demo configs")
     args = p.parse_args(argv)
     run_table3(args.output, seed=args.seed, parallel=args.parallel, iterations=args.iterations)
+    print(f"[demo] look at it in the browser: {os.path.relpath(sys.executable)} tools/app.py --demo-dir {args.output}",
+          flush=True)
     return 0
 
 

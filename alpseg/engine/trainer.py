@@ -37,9 +37,8 @@ def build_evaluator(cfg, dataset_name: str, output_folder: Optional[str] = None)
     if kind == "oid_challenge":
         from alpseg.evaluation.oid_evaluator import OIDChallengeEvaluator
 
-        return OIDChallengeEvaluator(dataset_name, output_dir=output_folder,
-                                     group_of_weight=cfg.TEST.OID_GROUP_OF_WEIGHT,
-                                     write_challenge_csv=cfg.TEST.WRITE_CHALLENGE_CSV)
+        # from the config: the metric's keys and the test vocabulary the model classifies against
+        return OIDChallengeEvaluator(cfg, dataset_name, output_dir=output_folder)
     # explicit tasks: detectron2 infers them from the predictions, and an empty set would drop "segm"
     coco_tasks = ("bbox", "segm") if cfg.MODEL.MASK_ON else ("bbox",)
     if kind == "coco_base_novel":

@@ -19,7 +19,6 @@ Image sizes come from ``image_sizes`` (ImageID -> (width, height)), else from th
 """
 from __future__ import annotations
 
-import csv
 import logging
 import os
 from collections import Counter, defaultdict
@@ -27,7 +26,7 @@ from typing import Dict, Iterable, List, Mapping, Optional, Tuple
 
 import numpy as np
 
-from .oid_io import BoxRow, ChallengeGroundTruth, LabelRow, MaskRow, write_ground_truth_csvs
+from .oid_io import BoxRow, ChallengeGroundTruth, LabelRow, MaskRow, read_csv_records, write_ground_truth_csvs
 from .oid_masks import encode_challenge_mask
 
 __all__ = ["convert_oid_segmentation_release"]
@@ -38,14 +37,7 @@ SEGMENTATION_COLUMNS = ("MaskPath", "ImageID", "LabelName", "BoxXMin", "BoxXMax"
 
 
 def _dict_rows(path: str, required: Iterable[str]) -> List[Dict[str, str]]:
-    with open(path, "r", encoding="utf-8", newline="") as f:
-        reader = csv.DictReader(f)
-        fields = [c.strip().lstrip("\ufeff") for c in (reader.fieldnames or [])]
-        reader.fieldnames = fields
-        missing = [c for c in required if c not in fields]
-        if missing:
-            raise ValueError(f"{path}: missing column(s) {missing}; header is {fields}")
-        return list(reader)
+    return list(read_csv_records(path, list(required)))
 
 
 def _index_files(folder: str) -> Dict[str, str]:

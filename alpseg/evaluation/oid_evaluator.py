@@ -10,6 +10,13 @@ challenge CSVs named in the dataset's metadata:
 * ``thing_mids``: the OID MID of each entry of ``thing_classes``;
 * ``base_classes`` / ``novel_classes``: subsets of ``thing_classes`` (names).
 
+Predictions are keyed by name, never by position: ``pred_classes`` index the model's test vocabulary
+(``vocabulary``; from a config, ``MODEL.OPEN_VOCAB.TEST_VOCABULARY``, default the dataset's
+``thing_classes``), and each vocabulary phrase is mapped to its MID through the dataset's
+``thing_classes``/``thing_mids``. Any order works; a subset evaluates only the classes it names (the
+GT rows of the others are dropped and counted); phrases the dataset does not have are kept out of the
+metric and their predictions counted. A vocabulary that names no class of the dataset is refused.
+
 The returned metrics follow detectron2's convention (percentages, under the key ``"oid_challenge"``);
 the JSON / Markdown / plot files written to ``output_dir`` keep the challenge's fractions.
 """
@@ -18,8 +25,8 @@ from __future__ import annotations
 import copy
 import logging
 import os
-from collections import OrderedDict
-from typing import Dict, List, Optional
+from collections import Counter, OrderedDict
+from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 import pycocotools.mask as mask_utils
@@ -32,13 +39,41 @@ from .oid_challenge import evaluate_oid_challenge
 from .oid_io import ImagePredictions, read_class_descriptions, read_ground_truth_csvs, write_predictions_csv
 from .reporting import log_results, write_report
 
-__all__ = ["OIDChallengeEvaluator", "instances_to_oid_predictions"]
+__all__ = ["OIDChallengeEvaluator", "instances_to_oid_predictions", "vocabulary_mids"]
 
 logger = logging.getLogger(__name__)
 
 
-def instances_to_oid_predictions(instances, class_mids: List[str]) -> ImagePredictions:
-    """detectron2 ``Instances`` (on any device) -> :class:`ImagePredictions` with full-size RLE masks."""
+def vocabulary_mids(vocabulary: Sequence[str], thing_classes: Sequence[str], thing_mids: Sequence[str],
+                    dataset_name: str = "?") -> List[Optional[str]]:
+    """The MID of each vocabulary phrase (``None`` for a phrase the dataset has no class for).
+
+    Phrases and class names are compared after ``normalize_phrase``. A phrase given twice, or a
+    vocabulary that names no class of the dataset, is an error (nothing could be scored correctly).
+    """
+    from alpseg.text.prompts import normalize_phrase
+
+    by_name: Dict[str, str] = {}
+    for name, mid in zip(thing_classes, thing_mids):
+        by_name.setdefault(normalize_phrase(name), mid)
+    phrases = [normalize_phrase(p) for p in vocabulary]
+    dup = sorted({p for p in phrases if phrases.count(p) > 1})
+    if dup:
+        raise ValueError(f"test vocabulary names {dup[:10]} twice; predictions of those could not be told apart")
+    mids = [by_name.get(p) for p in phrases]
+    if not any(mids):
+        raise ValueError(f"no phrase of the test vocabulary ({phrases[:5]}...) is a class of {dataset_name!r}; "
+                         "set MODEL.OPEN_VOCAB.TEST_VOCABULARY to (some of) the dataset's class names, or "
+                         "leave it empty to use them all")
+    return mids
+
+
+def instances_to_oid_predictions(instances, class_mids: Sequence[Optional[str]]) -> ImagePredictions:
+    """detectron2 ``Instances`` (on any device) -> :class:`ImagePredictions` with full-size RLE masks.
+
+    ``class_mids[pred_class]`` is the MID of a prediction; predictions whose entry is ``None`` (phrases
+    the dataset has no class for) are dropped and counted in ``skipped``.
+    """
     instances = instances.to("cpu")
     n = len(instances)
     if n and not instances.has("pred_masks"):
@@ -58,7 +93,13 @@ def instances_to_oid_predictions(instances, class_mids: List[str]) -> ImagePredi
         masks = masks > 0.5 if masks.dtype.kind == "f" else masks.astype(bool)
     rles = mask_utils.encode(np.asfortranarray(masks.transpose(1, 2, 0).astype(np.uint8)))
     rles = [{"size": [int(r["size"][0]), int(r["size"][1])], "counts": r["counts"]} for r in rles]
-    return ImagePredictions([class_mids[c] for c in classes], instances.scores.numpy().astype(np.float64), rles)
+    scores = instances.scores.numpy().astype(np.float64)
+    known = [i for i, c in enumerate(classes) if class_mids[c] is not None]
+    skipped: Counter = Counter()
+    if len(known) < n:
+        skipped["predictions_of_phrases_not_in_dataset"] = n - len(known)
+    return ImagePredictions([class_mids[classes[i]] for i in known], scores[known], [rles[i] for i in known],
+                            skipped)
 
 
 class OIDChallengeEvaluator(DatasetEvaluator):
@@ -67,7 +108,8 @@ class OIDChallengeEvaluator(DatasetEvaluator):
     @configurable
     def __init__(self, dataset_name: str, *, output_dir: Optional[str] = None, distributed: bool = True,
                  group_of_weight: float = 1.0, write_challenge_csv: bool = False,
-                 max_predictions_per_image: Optional[int] = 100, num_workers: int = 2, plot: bool = True):
+                 max_predictions_per_image: Optional[int] = 100, num_workers: int = 2, plot: bool = True,
+                 vocabulary: Optional[Sequence[str]] = None, expand_predictions: bool = False):
         """
         Args:
             dataset_name: a registered dataset whose metadata has ``oid_gt`` and ``thing_mids``.
@@ -77,6 +119,10 @@ class OIDChallengeEvaluator(DatasetEvaluator):
             write_challenge_csv: also write ``oid_challenge_predictions.csv`` in the challenge format.
             max_predictions_per_image: the challenge's limit (``None`` = no limit).
             num_workers: processes for the per-image matching.
+            vocabulary: the phrases ``pred_classes`` index, in prediction order (default: the dataset's
+                ``thing_classes``); matched to the dataset's classes by normalized name.
+            expand_predictions: also report the metric with predictions copied to ancestor classes
+                (under ``expanded_predictions`` and the ``*_expanded`` metrics), beside the official one.
         """
         self._dataset_name = dataset_name
         self._metadata = MetadataCatalog.get(dataset_name)
@@ -84,10 +130,14 @@ class OIDChallengeEvaluator(DatasetEvaluator):
             if not hasattr(self._metadata, key):
                 raise ValueError(f"dataset {dataset_name!r} has no metadata {key!r}; the OID challenge evaluator "
                                  "needs oid_gt (paths of the challenge CSVs), thing_mids and thing_classes")
-        self._mids = list(self._metadata.thing_mids)
-        if len(self._mids) != len(self._metadata.thing_classes):
-            raise ValueError(f"{dataset_name}: {len(self._mids)} thing_mids but "
+        self._dataset_mids = list(self._metadata.thing_mids)
+        if len(self._dataset_mids) != len(self._metadata.thing_classes):
+            raise ValueError(f"{dataset_name}: {len(self._dataset_mids)} thing_mids but "
                              f"{len(self._metadata.thing_classes)} thing_classes")
+        self._vocabulary = list(vocabulary) if vocabulary is not None else list(self._metadata.thing_classes)
+        # MID of each vocabulary entry (None: a phrase the dataset has no class for)
+        self._mids = vocabulary_mids(self._vocabulary, self._metadata.thing_classes, self._dataset_mids,
+                                     dataset_name)
         self._output_dir = output_dir
         self._distributed = distributed
         self._group_of_weight = float(group_of_weight)
@@ -95,15 +145,22 @@ class OIDChallengeEvaluator(DatasetEvaluator):
         self._max_predictions = max_predictions_per_image
         self._num_workers = num_workers
         self._plot = plot
+        self._expand_predictions = bool(expand_predictions)
         self._predictions: Dict[str, ImagePredictions] = {}
 
     @classmethod
     def from_config(cls, cfg, dataset_name: str, output_dir: Optional[str] = None):
+        from alpseg.text.bank import build_vocabulary
+
+        spec = cfg.MODEL.OPEN_VOCAB.TEST_VOCABULARY.strip()
         return {
+            # the vocabulary the model classifies against (alpseg.modeling.vocabulary builds the same)
+            "vocabulary": build_vocabulary(spec, dataset_name) if spec else None,
             "dataset_name": dataset_name,
             "output_dir": output_dir,
             "group_of_weight": cfg.TEST.OID_GROUP_OF_WEIGHT,
             "write_challenge_csv": cfg.TEST.WRITE_CHALLENGE_CSV,
+            "expand_predictions": cfg.TEST.OID_EXPAND_PREDICTIONS,
             "max_predictions_per_image": cfg.TEST.DETECTIONS_PER_IMAGE or None,
         }
 
@@ -116,11 +173,13 @@ class OIDChallengeEvaluator(DatasetEvaluator):
             self._predictions[image_id] = instances_to_oid_predictions(out["instances"], self._mids)
 
     def _names_to_mids(self, names) -> List[str]:
-        index = {n: m for n, m in zip(self._metadata.thing_classes, self._mids)}
+        """MIDs of dataset class names, restricted to the classes the vocabulary evaluates."""
+        index = {n: m for n, m in zip(self._metadata.thing_classes, self._dataset_mids)}
         missing = [n for n in names if n not in index]
         if missing:
             raise ValueError(f"{self._dataset_name}: base/novel classes not in thing_classes: {missing[:10]}")
-        return [index[n] for n in names]
+        evaluated = set(self._mids)
+        return [index[n] for n in names if index[n] in evaluated]
 
     def evaluate(self):
         if self._distributed:
@@ -153,15 +212,18 @@ class OIDChallengeEvaluator(DatasetEvaluator):
         novel = self._names_to_mids(getattr(self._metadata, "novel_classes", None) or [])
         results = evaluate_oid_challenge(
             gt, predictions, group_of_weight=self._group_of_weight, hierarchy=hierarchy,
-            base_classes=base if (base or novel) else None, novel_classes=novel or None, class_mids=self._mids,
+            base_classes=base if (base or novel) else None, novel_classes=novel or None,
+            class_mids=[m for m in self._mids if m is not None],
             max_predictions_per_image=self._max_predictions, num_workers=self._num_workers,
-            progress=comm.is_main_process())
-        names = dict(zip(self._mids, self._metadata.thing_classes))
+            progress=comm.is_main_process(), expand_predictions=self._expand_predictions and hierarchy is not None)
+        names = dict(zip(self._dataset_mids, self._metadata.thing_classes))
         if paths.get("class_descriptions") and os.path.isfile(paths["class_descriptions"]):
             display = read_class_descriptions(paths["class_descriptions"])
             names = {m: display.get(m, n) for m, n in names.items()}
         results["class_names"] = {m: names.get(m, m) for m in results["per_class"]}
         results["dataset"] = self._dataset_name
+        results["vocabulary_size"] = len(self._vocabulary)
+        results["vocabulary_phrases_not_in_dataset"] = [p for p, m in zip(self._vocabulary, self._mids) if m is None]
         results["hierarchy"] = hierarchy
         log_results(results, logger, title=f"Open Images challenge mask AP50 on {self._dataset_name}")
         if self._output_dir:
@@ -172,9 +234,18 @@ class OIDChallengeEvaluator(DatasetEvaluator):
             return float("nan") if x is None else 100.0 * x
 
         metrics = OrderedDict(AP50=pct(results["mAP"]))
-        if "AP50_base" in results:
-            metrics["AP50-base"] = pct(results["AP50_base"])
-            metrics["AP50-novel"] = pct(results["AP50_novel"])
+        for key, name in (("AP50_base", "AP50-base"), ("AP50_novel", "AP50-novel")):
+            if key in results:
+                metrics[name] = pct(results[key])
+        # further summaries keep their JSON names: "AP50-<x>" is detectron2's per-category pattern,
+        # which readers of these metrics (e.g. alpseg.app.results) take as a class name
+        for key in ("AP50_novel_with_base_ancestor", "AP50_novel_without_base_ancestor"):
+            if key in results:
+                metrics[key] = pct(results[key])
+        expanded = results.get("expanded_predictions") or {}
+        for key, name in (("mAP", "AP50"), ("AP50_base", "AP50_base"), ("AP50_novel", "AP50_novel")):
+            if key in expanded:
+                metrics[f"{name}_expanded"] = pct(expanded[key])
         for mid, ap in results["per_class"].items():
             metrics[f"AP50-{names.get(mid, mid)}"] = pct(ap)
         self._last_results = copy.deepcopy(results)

@@ -6,21 +6,21 @@ access to the metadata (:mod:`.lazy_metadata`). The paths below are the tree of 
 """
 from __future__ import annotations
 
-import logging
 import os
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 from detectron2.data import DatasetCatalog
 
-from .class_lists import (coco_thing_classes, oid_base_names, split_base_novel, voc_classes,
+from alpseg.evaluation.oid_io import read_class_descriptions
+
+from .class_lists import (NUM_OID_BASE, NUM_OID_CLASSES, OID_SEGMENTABLE_CLASSES, OID_SEGMENTABLE_HIERARCHY,
+                          coco_thing_classes, oid_base_mids, shipped_oid_classes, split_base_novel, voc_classes,
                           zsd_base_classes, zsd_novel_classes)
 from .coco_splits import coco_split_metadata, load_coco_split
 from .lazy_metadata import register_lazy_metadata
-from .oid import load_oid_boxes, load_oid_challenge_segmentation, read_class_descriptions
+from .oid import load_oid_boxes, load_oid_challenge_segmentation, oid_class_phrases
 
-__all__ = ["register_all_alpseg", "ALPSEG_DATASETS"]
-
-logger = logging.getLogger(__name__)
+__all__ = ["register_all_alpseg", "ALPSEG_DATASETS", "check_oid_class_file"]
 
 _COCO_IMAGES = {"train": "coco/train2017", "val": "coco/val2017"}
 _COCO_JSON = {"train": "coco/annotations/instances_train2017.json",
@@ -68,32 +68,64 @@ def _register_coco_split(root: str, name: str, split: str, classes_fn, box_only_
         json_file, image_root, meta.thing_classes, meta.novel_classes if box_only_novel else ()))
 
 
-def _oid_class_metadata(class_csv: str) -> Dict:
-    """Class lists of an OID set: every class of the CSV; base = those in the COCO <-> OID map."""
-    mids, names = read_class_descriptions(class_csv)
-    base, novel = split_base_novel(names, oid_base_names())
-    absent = sorted(set(oid_base_names()) - set(names))
+def check_oid_class_file(dataset_csv: Optional[str]) -> str:
+    """The class list an OID set uses: the shipped 300-class file, after checking ``dataset_csv``.
+
+    A dataset folder that has its own class-descriptions file must list the same MIDs with the same
+    display names (any order); a disagreement is an error naming the differing MIDs. Returns the path
+    of the shipped file, whose order fixes ``thing_classes`` and ``category_id``.
+    """
+    if dataset_csv and os.path.isfile(dataset_csv):
+        theirs, ours = read_class_descriptions(dataset_csv), shipped_oid_classes()
+        only_theirs = sorted(set(theirs) - set(ours))
+        only_ours = sorted(set(ours) - set(theirs))
+        renamed = sorted(m for m in set(ours) & set(theirs) if theirs[m] != ours[m])
+        if only_theirs or only_ours or renamed:
+            raise ValueError(
+                f"{dataset_csv} disagrees with the shipped Open Images class list {OID_SEGMENTABLE_CLASSES}: "
+                f"MIDs only in the dataset's file {only_theirs[:10]}, only in the shipped list {only_ours[:10]}, "
+                f"with other display names {[(m, theirs[m], ours[m]) for m in renamed[:10]]}"
+                + (" (lists cut at 10)" if max(len(only_theirs), len(only_ours), len(renamed)) > 10 else "")
+                + "; replace the dataset's file with the shipped one or remove it")
+    return OID_SEGMENTABLE_CLASSES
+
+
+def _oid_class_metadata(dataset_csv: Optional[str] = None) -> Dict:
+    """Class lists of an OID set: the shipped 300 classes; base = the 60 MIDs of the COCO <-> OID map.
+
+    Any other count (a class list or map that was edited) is an error, never a silent re-split.
+    """
+    mids, names = oid_class_phrases(check_oid_class_file(dataset_csv))
+    base_mids = set(oid_base_mids())
+    absent = sorted(base_mids - set(mids))
     if absent:
-        logger.info("%s: %d of the %d mapped base classes are not in this class list: %s", class_csv,
-                    len(absent), len(oid_base_names()), absent)
+        raise ValueError(f"coco_oid_base_map.tsv: base MIDs not in {OID_SEGMENTABLE_CLASSES}: {absent}")
+    base = [n for m, n in zip(mids, names) if m in base_mids]
+    novel = [n for m, n in zip(mids, names) if m not in base_mids]
+    if (len(mids), len(base), len(novel)) != (NUM_OID_CLASSES, NUM_OID_BASE, NUM_OID_CLASSES - NUM_OID_BASE):
+        raise ValueError(f"Open Images split has {len(mids)} classes, {len(base)} base and {len(novel)} novel; "
+                         f"expected {NUM_OID_CLASSES} = {NUM_OID_BASE} base + {NUM_OID_CLASSES - NUM_OID_BASE} "
+                         f"novel (check {OID_SEGMENTABLE_CLASSES} and coco_oid_base_map.tsv)")
     return {"thing_classes": names, "thing_mids": mids, "base_classes": base, "novel_classes": novel}
 
 
 def _register_oid_seg(root: str, name: str, split: str) -> None:
     seg = os.path.join(root, _OID_SEG)
+    dataset_csv = os.path.join(root, _OID_SEG_CLASSES)
     gt = {
         "boxes": os.path.join(seg, f"{split}-segmentation-bbox.csv"),
         "masks": os.path.join(seg, f"{split}-segmentation-masks.csv"),
         "labels": os.path.join(seg, f"{split}-segmentation-labels.csv"),
-        "hierarchy": os.path.join(seg, "label300-segmentable-hierarchy.json"),
-        "class_descriptions": os.path.join(root, _OID_SEG_CLASSES),
+        # the hierarchy belongs to the class list: both are the shipped challenge-2019 files
+        "hierarchy": OID_SEGMENTABLE_HIERARCHY,
+        "class_descriptions": OID_SEGMENTABLE_CLASSES,
     }
     image_root = os.path.join(root, "openimages", split)
     register_lazy_metadata(name, ["thing_classes", "thing_mids", "base_classes", "novel_classes"],
-                           lambda: _oid_class_metadata(gt["class_descriptions"]), oid_gt=gt,
+                           lambda: _oid_class_metadata(dataset_csv), oid_gt=gt,
                            image_root=image_root, evaluator_type="oid_challenge")
     DatasetCatalog.register(name, lambda: load_oid_challenge_segmentation(
-        gt["masks"], gt["boxes"], gt["class_descriptions"], image_root))
+        gt["masks"], gt["boxes"], check_oid_class_file(dataset_csv), image_root))
 
 
 def _register_oid_boxes(root: str, name: str) -> None:
@@ -104,7 +136,7 @@ def _register_oid_boxes(root: str, name: str) -> None:
     register_lazy_metadata(name, ["thing_classes", "thing_mids", "base_classes", "novel_classes"],
                            lambda: _oid_class_metadata(class_csv), image_root=image_root,
                            bbox_csv=bbox_csv, image_info_json=info)
-    DatasetCatalog.register(name, lambda: load_oid_boxes(bbox_csv, info, class_csv, image_root))
+    DatasetCatalog.register(name, lambda: load_oid_boxes(bbox_csv, info, check_oid_class_file(class_csv), image_root))
 
 
 def _load_alps(json_file: str, image_root: str) -> List[Dict]:

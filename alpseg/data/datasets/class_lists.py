@@ -3,11 +3,12 @@
 The splits are data, not code: ``alpseg/data/resources`` holds the 20 VOC classes (as COCO names),
 the 48 / 17 classes of the COCO zero-shot split (Bansal et al. 2018; the split OVR-CNN and Detic use)
 and ``coco_oid_base_map.tsv``, our COCO <-> Open Images correspondence of the 60 base classes of the
-COCO -> OID setup. Every name handed out here is a normalized phrase
+COCO -> OID setup, keyed by the MIDs of the shipped challenge-2019 segmentable list (``openimages/``). Every name handed out here is a normalized phrase
 (:func:`alpseg.text.prompts.normalize_phrase`), the key of the phrase bank.
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 import os
 from typing import Dict, List, Sequence, Tuple
@@ -21,12 +22,24 @@ __all__ = [
     "voc_classes",
     "zsd_base_classes",
     "zsd_novel_classes",
+    "OID_SEGMENTABLE_CLASSES",
+    "OID_SEGMENTABLE_HIERARCHY",
+    "BasePair",
+    "coco_oid_base_rows",
     "coco_oid_base_map",
     "oid_base_names",
+    "oid_base_mids",
+    "shipped_oid_classes",
     "split_base_novel",
 ]
 
 RESOURCES_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "resources")
+#: the Open Images challenge-2019 instance-segmentation class list and hierarchy, shipped verbatim
+#: (CC BY 4.0, Google LLC; see datasets/README.md)
+OID_SEGMENTABLE_CLASSES = os.path.join(RESOURCES_DIR, "openimages",
+                                       "oid-challenge-2019-classes-description-segmentable300.csv")
+OID_SEGMENTABLE_HIERARCHY = os.path.join(RESOURCES_DIR, "openimages",
+                                         "oid-challenge-2019-label300-segmentable-hierarchy.json")
 
 
 def read_name_list(path: str) -> List[str]:
@@ -85,36 +98,66 @@ def zsd_novel_classes() -> Tuple[str, ...]:
     return tuple(_checked_coco_subset(_resource("coco_zsd_novel.txt"), 17))
 
 
-@functools.lru_cache(maxsize=None)
-def coco_oid_base_map(path: str = "") -> Tuple[Tuple[str, str], ...]:
-    """(COCO name, Open Images name) pairs, normalized, from ``coco_oid_base_map.tsv``.
+@dataclasses.dataclass(frozen=True)
+class BasePair:
+    """One row of ``coco_oid_base_map.tsv``: an Open Images base class and the COCO class covering it."""
 
-    Each Open Images class appears once; each COCO name must be a COCO thing class.
+    oid_mid: str
+    oid_name: str  # display name, as in the class list
+    coco_name: str  # normalized COCO name
+    note: str = ""
+
+
+NUM_OID_CLASSES, NUM_OID_BASE = 300, 60
+
+
+@functools.lru_cache(maxsize=None)
+def coco_oid_base_rows(path: str = "") -> Tuple[BasePair, ...]:
+    """The rows of ``coco_oid_base_map.tsv`` (header ``oid_mid, oid_name, coco_name[, note]``).
+
+    Each MID appears once, each COCO name once, and every COCO name is a COCO thing class.
     """
     path = path or _resource("coco_oid_base_map.tsv")
-    pairs: List[Tuple[str, str]] = []
     with open(path, encoding="utf-8") as f:
         rows = [line.rstrip("\n").split("\t") for line in f if line.strip() and not line.startswith("#")]
-    if not rows or rows[0] != ["coco_name", "oid_name"]:
-        raise ValueError(f"{path}: the first row must be the header 'coco_name<TAB>oid_name'")
+    if not rows or rows[0][:3] != ["oid_mid", "oid_name", "coco_name"]:
+        raise ValueError(f"{path}: the first row must be the header 'oid_mid<TAB>oid_name<TAB>coco_name<TAB>note'")
     known = {n for _, n in coco_thing_classes()}
+    pairs: List[BasePair] = []
     for i, row in enumerate(rows[1:], start=2):
-        if len(row) != 2:
-            raise ValueError(f"{path}: row {i} has {len(row)} columns, expected 2: {row}")
-        coco, oid = normalize_phrase(row[0]), normalize_phrase(row[1])
+        if len(row) not in (3, 4):
+            raise ValueError(f"{path}: row {i} has {len(row)} columns, expected 3 or 4: {row}")
+        coco = normalize_phrase(row[2])
         if coco not in known:
-            raise ValueError(f"{path}: row {i}: {row[0]!r} is not a COCO class")
-        pairs.append((coco, oid))
-    oid_names = [o for _, o in pairs]
-    dup = sorted({o for o in oid_names if oid_names.count(o) > 1})
-    if dup:
-        raise ValueError(f"{path}: Open Images classes listed twice: {dup}")
+            raise ValueError(f"{path}: row {i}: {row[2]!r} is not a COCO class")
+        pairs.append(BasePair(row[0].strip(), row[1].strip(), coco, row[3].strip() if len(row) == 4 else ""))
+    for what, values in (("MIDs", [p.oid_mid for p in pairs]), ("COCO classes", [p.coco_name for p in pairs])):
+        dup = sorted({v for v in values if values.count(v) > 1})
+        if dup:
+            raise ValueError(f"{path}: {what} listed twice: {dup}")
     return tuple(pairs)
+
+
+def coco_oid_base_map(path: str = "") -> Tuple[Tuple[str, str], ...]:
+    """(COCO name, Open Images name) pairs, both normalized, of the base classes."""
+    return tuple((p.coco_name, normalize_phrase(p.oid_name)) for p in coco_oid_base_rows(path))
 
 
 def oid_base_names() -> Tuple[str, ...]:
     """Normalized Open Images names of the base classes (those COCO masks cover)."""
     return tuple(o for _, o in coco_oid_base_map())
+
+
+def oid_base_mids() -> Tuple[str, ...]:
+    """MIDs of the base classes of the COCO -> OID split."""
+    return tuple(p.oid_mid for p in coco_oid_base_rows())
+
+
+def shipped_oid_classes() -> "Dict[str, str]":
+    """MID -> display name of the shipped challenge-2019 segmentable list (300 classes, file order)."""
+    from alpseg.evaluation.oid_io import read_class_descriptions
+
+    return read_class_descriptions(OID_SEGMENTABLE_CLASSES)
 
 
 def split_base_novel(classes: Sequence[str], base: Sequence[str]) -> Tuple[List[str], List[str]]:

@@ -15,7 +15,6 @@ position of the class in the class-descriptions file, which therefore fixes ``th
 """
 from __future__ import annotations
 
-import csv
 import json
 import logging
 import os
@@ -30,7 +29,7 @@ from alpseg.text.prompts import normalize_phrase
 from .class_lists import index_of
 
 __all__ = [
-    "read_class_descriptions",
+    "oid_class_phrases",
     "load_oid_challenge_segmentation",
     "load_oid_boxes",
 ]
@@ -38,24 +37,30 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 
-def read_class_descriptions(path: str) -> Tuple[List[str], List[str]]:
-    """(MIDs, normalized display names) of a class-descriptions CSV, with or without header."""
-    from alpseg.evaluation.oid_io import read_class_descriptions as read_mid_to_name
+def oid_class_phrases(path: str) -> Tuple[List[str], List[str]]:
+    """(MIDs, normalized display names) of a class-descriptions CSV, in file order.
 
-    mid_to_name = read_mid_to_name(path)
+    The file is read by :func:`alpseg.evaluation.oid_io.read_class_descriptions` (the one reader);
+    names become phrases here, and two MIDs whose names coincide as phrases are refused, since a
+    phrase must name one class.
+    """
+    from alpseg.evaluation.oid_io import read_class_descriptions
+
+    mid_to_name = read_class_descriptions(path)
     mids = list(mid_to_name)
     names = [normalize_phrase(mid_to_name[m]) for m in mids]
-    index_of(names)  # two MIDs with one display name would make phrases ambiguous
+    try:
+        index_of(names)
+    except ValueError as e:
+        raise ValueError(f"{path}: {e}; two MIDs with one display name cannot be told apart as phrases") from None
     return mids, names
 
 
 def _read_rows(path: str, required: Sequence[str], desc: str) -> Iterator[Dict[str, str]]:
-    with open(path, newline="", encoding="utf-8") as f:
-        reader = csv.DictReader(f)
-        missing = [c for c in required if c not in (reader.fieldnames or [])]
-        if missing:
-            raise ValueError(f"{path}: missing columns {missing} (header: {reader.fieldnames})")
-        yield from tqdm(reader, desc=desc, unit=" rows", mininterval=5, leave=False, disable=None)
+    from alpseg.evaluation.oid_io import read_csv_records
+
+    yield from tqdm(read_csv_records(path, required), desc=desc, unit=" rows", mininterval=5, leave=False,
+                    disable=None)
 
 
 def _box_annotation(row: Dict[str, str], width: int, height: int, label: int, phrase: str) -> Dict:
@@ -81,7 +86,7 @@ def load_oid_challenge_segmentation(masks_csv: str, boxes_csv: str, class_csv: s
     """Dataset dicts of a challenge segmentation split (see the module docstring)."""
     from alpseg.evaluation.oid_masks import decode_challenge_mask  # validates the RLE against the size
 
-    mids, names = read_class_descriptions(class_csv)
+    mids, names = oid_class_phrases(class_csv)
     cat = index_of(mids)
     images: "OrderedDict[str, Dict]" = OrderedDict()
     skipped: Counter = Counter()
@@ -123,7 +128,7 @@ def load_oid_challenge_segmentation(masks_csv: str, boxes_csv: str, class_csv: s
 
 def load_oid_boxes(bbox_csv: str, image_info_json: str, class_csv: str, image_root: str) -> List[Dict]:
     """OID v6 boxes of the classes in ``class_csv`` on the images of ``image_info_json``."""
-    mids, names = read_class_descriptions(class_csv)
+    mids, names = oid_class_phrases(class_csv)
     cat = index_of(mids)
     with open(image_info_json, encoding="utf-8") as f:
         info = json.load(f)

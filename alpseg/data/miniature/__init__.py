@@ -20,14 +20,15 @@ import numpy as np
 
 from .narratives import make_narrative
 from .world import BASE_CLASSES, CLASSES, NOVEL_CLASSES, Scene, sample_scene
-from alpseg.utils.io import atomic_open, atomic_write_json as write_json
+from alpseg.data.datasets.class_lists import OID_SEGMENTABLE_CLASSES, OID_SEGMENTABLE_HIERARCHY, shipped_oid_classes
+from alpseg.utils.io import atomic_open, atomic_write, atomic_write_json as write_json
 
 from .writers import challenge_rows, coco_json, oid_box_rows, write_csv, write_image
 
 __all__ = ["MiniatureSizes", "write_miniature_world", "CLASSES", "BASE_CLASSES", "NOVEL_CLASSES"]
 
 MANIFEST = "manifest.json"
-FORMAT_VERSION = 3  # bump whenever generated content changes, so cached trees are rewritten
+FORMAT_VERSION = 4  # bump whenever generated content changes, so cached trees are rewritten
 
 
 @dataclasses.dataclass
@@ -110,15 +111,17 @@ def write_miniature_world(root: str, seed: int = 0, sizes: MiniatureSizes | None
     write_csv(os.path.join(oid_dir, "annotations", "oidv6-train-annotations-bbox.csv"),
               ["ImageID", "Source", "LabelName", "Confidence", "XMin", "XMax", "YMin", "YMax", "IsOccluded",
                "IsTruncated", "IsGroupOf", "IsDepiction", "IsInside"], box_rows)
+    # The real class list and hierarchy (the miniature classes are 10 of its 300), as a user's tree has them.
+    shipped = shipped_oid_classes()
     write_csv(os.path.join(oid_dir, "annotations", "oidv6-class-descriptions.csv"), ["LabelName", "DisplayName"],
-              [[c.oid_mid, c.oid_name] for c in CLASSES])
+              shipped.items())
 
     # --- Open Images challenge-style segmentation evaluation sets (every class has masks).
     seg_dir = os.path.join(oid_dir, "segmentation")
-    write_csv(os.path.join(seg_dir, "classes-description-segmentable.csv"), None,
-              [[c.oid_mid, c.oid_name] for c in CLASSES])
-    write_json(os.path.join(seg_dir, "label300-segmentable-hierarchy.json"),
-               {"LabelName": "/m/0bl9f", "Subcategory": [{"LabelName": c.oid_mid} for c in CLASSES]})
+    for src, dst in ((OID_SEGMENTABLE_CLASSES, "classes-description-segmentable.csv"),
+                     (OID_SEGMENTABLE_HIERARCHY, "label300-segmentable-hierarchy.json")):
+        with open(src, "rb") as f:
+            atomic_write(os.path.join(seg_dir, dst), f.read())
     for split, n, split_seed in (("validation", sizes.oid_val, 4), ("test", sizes.oid_test, 5)):
         sc = scenes(n, CLASSES, split_seed)
         ids = [_oid_image_id(rng) for _ in sc]

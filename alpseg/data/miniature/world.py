@@ -1,14 +1,19 @@
 """The miniature world: scenes of simple, distinctly drawn objects with exact masks.
 
 Each class is a (shape, colour) pair so that a tiny detector can learn it in minutes on a CPU. The
-classes carry real COCO / Open Images names because the dataset splits of the paper (VOC-masks, ZSD,
-COCO->OID base/novel) are defined by those names:
+classes carry real COCO names and real Open Images MIDs and display names (from the shipped
+challenge-2019 segmentable list, ``alpseg/data/resources/openimages/``) because the dataset splits of
+the paper (VOC-masks, ZSD, COCO->OID base/novel) are defined by them:
 
-* base classes exist in COCO and in Open Images (they get masks in the miniature COCO);
-  ``bottle`` and ``bird`` are also PASCAL VOC classes and ``umbrella`` is a ZSD novel class, so the
-  COCO VOC-masks and ZSD splits are non-trivial on the miniature tree;
+* base classes exist in COCO and are base classes of the COCO -> OID split (they get masks in the
+  miniature COCO); ``bottle`` and ``bird`` are also PASCAL VOC classes and ``cake`` is a ZSD novel
+  class, so the COCO VOC-masks and ZSD splits are non-trivial on the miniature tree;
 * novel classes exist only in Open Images: in training they appear only in narratives (ALPs) and in
   the box-oracle's OID boxes, and at test time with masks.
+
+The real hierarchy applies: ``owl`` is a novel child of the base class ``bird`` (so owls are also Bird
+ground truth after hierarchical expansion), ``pumpkin`` sits under Squash and ``tortoise`` under
+Turtle < Reptile (novel classes without a base ancestor), ``dolphin`` has no parent.
 
 Everything is a pure function of a seed.
 """
@@ -31,21 +36,21 @@ class MiniClass:
     shape: str
     color: Tuple[int, int, int]  # RGB
     coco_id: Optional[int]  # COCO category id, None for classes absent from COCO
-    oid_mid: str  # a made-up Open Images MID (the miniature world never touches real MIDs)
-    oid_name: str  # Open Images display name
+    oid_mid: str  # its real Open Images MID (challenge-2019 segmentable list)
+    oid_name: str  # its Open Images display name in that list
 
 
 CLASSES: List[MiniClass] = [
-    MiniClass("apple", "disk", (220, 30, 30), 53, "/m/0mini_apple", "Apple"),
-    MiniClass("banana", "ellipse", (235, 215, 40), 52, "/m/0mini_banana", "Banana"),
-    MiniClass("clock", "square", (245, 245, 245), 85, "/m/0mini_clock", "Clock"),
-    MiniClass("umbrella", "triangle", (140, 40, 190), 28, "/m/0mini_umbrella", "Umbrella"),
-    MiniClass("bottle", "tall_rect", (30, 150, 60), 44, "/m/0mini_bottle", "Bottle"),
-    MiniClass("bird", "diamond", (40, 40, 40), 16, "/m/0mini_bird", "Bird"),
-    MiniClass("dolphin", "wide_ellipse", (40, 90, 230), None, "/m/0mini_dolphin", "Dolphin"),
-    MiniClass("pumpkin", "star", (250, 130, 20), None, "/m/0mini_pumpkin", "Pumpkin"),
-    MiniClass("lantern", "cross", (20, 210, 220), None, "/m/0mini_lantern", "Lantern"),
-    MiniClass("snail", "half_disk", (150, 90, 40), None, "/m/0mini_snail", "Snail"),
+    MiniClass("apple", "disk", (220, 30, 30), 53, "/m/014j1m", "Apple"),
+    MiniClass("banana", "ellipse", (235, 215, 40), 52, "/m/09qck", "Banana"),
+    MiniClass("clock", "square", (245, 245, 245), 85, "/m/01x3z", "Clock"),
+    MiniClass("cake", "triangle", (140, 40, 190), 61, "/m/0fszt", "Cake"),
+    MiniClass("bottle", "tall_rect", (30, 150, 60), 44, "/m/04dr76w", "Bottle"),
+    MiniClass("bird", "diamond", (40, 40, 40), 16, "/m/015p6", "Bird"),
+    MiniClass("dolphin", "wide_ellipse", (40, 90, 230), None, "/m/02hj4", "Dolphin"),
+    MiniClass("pumpkin", "star", (250, 130, 20), None, "/m/05zsy", "Pumpkin"),
+    MiniClass("owl", "cross", (20, 210, 220), None, "/m/09d5_", "Owl"),
+    MiniClass("tortoise", "half_disk", (150, 90, 40), None, "/m/011k07", "Tortoise"),
 ]
 BASE_CLASSES = [c for c in CLASSES if c.coco_id is not None]
 NOVEL_CLASSES = [c for c in CLASSES if c.coco_id is None]
