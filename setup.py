@@ -38,6 +38,8 @@ setup(
         "dev": ["pytest>=7", "pytest-xdist", "pytest-timeout", "selenium>=4.20"],
         # tools/app.py (alpseg.app.ui): Gradio 6 components; pandas frames feed its tables and plots
         "app": ["gradio>=6,<7", "pandas"],
+        # tools/export_model.py and alpseg.export.OnnxPredictor (docs/export.md)
+        "export": ["onnx>=1.16", "onnxruntime>=1.18"],
     },
     entry_points={},
 )

@@ -35,7 +35,7 @@ from detectron2.modeling.backbone.resnet import build_resnet_backbone
 from detectron2.modeling.box_regression import _dense_box_regression_loss
 from detectron2.modeling.meta_arch.fcos import FCOS, FCOSHead
 from detectron2.modeling.poolers import ROIPooler
-from detectron2.modeling.roi_heads.mask_head import build_mask_head
+from detectron2.modeling.roi_heads.mask_head import build_mask_head, mask_rcnn_inference
 from detectron2.structures import Boxes, ImageList, Instances, pairwise_point_box_distance
 from detectron2.utils.events import get_event_storage
 
@@ -372,13 +372,19 @@ class FCOSMO(PhraseVocabularyMixin, FCOS):
             prob = torch.sqrt(prob * centerness.float().sigmoid())
         return prob
 
-    def forward_inference(self, images: ImageList, features: List[Tensor], predictions):
+    def forward_inference(
+        self, images: ImageList, features: List[Tensor], predictions, text: Optional[Tensor] = None
+    ) -> List[Instances]:
+        """Detections of every image: FCOS decoding against ``text`` (the test vocabulary's ``(C, D)``
+        embeddings when None; an exported graph passes them as an input), then the mask head on the
+        kept boxes (:meth:`predict_masks`)."""
         embeddings, box_deltas, centerness = predictions
         (box_deltas,) = self._transpose_dense_predictions([box_deltas], [4])
         if self.centerness:
             (centerness,) = self._transpose_dense_predictions([centerness], [1])
         anchors = self.anchor_generator(features)
-        _, text = self.test_vocabulary
+        if text is None:
+            _, text = self.test_vocabulary
 
         scores = [
             self.dense_scores(emb, text, centerness[level] if self.centerness else None)
@@ -393,8 +399,23 @@ class FCOSMO(PhraseVocabularyMixin, FCOS):
                 )
             )
         if self.mask_head is not None:
-            mask_features = self.mask_pooler(
-                [features[i] for i in self._mask_level_idx], [r.pred_boxes for r in results]
-            )
-            results = self.mask_head(mask_features, results)
+            self.predict_masks(features, results)
+        return results
+
+    def predict_masks(self, features: List[Tensor], results: List[Instances]) -> List[Instances]:
+        """Set ``pred_masks`` ``(R, 1, M, M)`` (probabilities) on each image's final detections.
+
+        Only the detections that survived the score threshold, NMS and the top-k reach the mask head,
+        and the RoIs of all images go through it in one call. For a single image the class-agnostic
+        probabilities are assigned directly: detectron2's ``mask_rcnn_inference`` splits the batch by
+        per-image counts, which tracing would freeze into an exported graph.
+        """
+        mask_features = self.mask_pooler(
+            [features[i] for i in self._mask_level_idx], [r.pred_boxes for r in results]
+        )
+        logits = self.mask_head.layers(mask_features)
+        if len(results) == 1 and logits.shape[1] == 1:
+            results[0].pred_masks = logits.sigmoid()
+        else:
+            mask_rcnn_inference(logits, results)
         return results

@@ -190,7 +190,12 @@ class HourglassMaskHead(BaseMaskRCNNHead):
         is then an exact zero with zero gradients.
         """
         if not self.training:
-            mask_rcnn_inference(self.layers(x), instances)
+            logits = self.layers(x)
+            if len(instances) == 1:
+                # one image: no per-image split, whose sizes tracing would freeze into an exported graph
+                instances[0].pred_masks = logits.sigmoid()
+            else:
+                mask_rcnn_inference(logits, instances)
             return instances
         keep = torch.cat([_has_mask(inst, x.device) for inst in instances]) if instances else None
         if keep is not None:
