@@ -156,15 +156,18 @@ def summarize(values: Sequence[float]) -> Tuple[float, float]:
 
 def format_ablation_table(results: Dict[str, Dict]) -> str:
     """Markdown: one row per (ablation, variant), mean +- std of AP50 base / novel over the seeds."""
-    rows = ["| judgement | variant | seeds | AP50 base | AP50 novel |", "|---|---|---:|---:|---:|"]
+    from alpseg.utils.markdown import markdown_table
+
+    rows = []
     for name, ablation in results.items():
         for variant, runs in ablation["variants"].items():
             cells = []
             for key in ("AP50_base", "AP50_novel"):
                 mean, std = summarize([r[key] for r in runs])
                 cells.append(f"{mean:.1f} +- {std:.1f}")
-            rows.append(f"| {ablation['title']} | {variant} | {len(runs)} | {cells[0]} | {cells[1]} |")
-    return "\n".join(rows)
+            rows.append([ablation["title"], variant, len(runs), *cells])
+    return markdown_table(["judgement", "variant", "seeds", "AP50 base", "AP50 novel"], rows,
+                          align=["left", "left", "right", "right", "right"]).rstrip("\n")
 
 
 def run_ablations(output: str, names: Sequence[str], seeds: Sequence[int], iterations: int, parallel: int = 2,
