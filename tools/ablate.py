@@ -12,9 +12,8 @@ import argparse
 import logging
 import sys
 
-from detectron2.utils.logger import setup_logger
-
 from alpseg.demo.ablation import ABLATIONS, format_ablation_table, run_ablations
+from alpseg.utils.cli import add_common_arguments, setup_tool
 
 
 def main(argv=None) -> int:
@@ -25,9 +24,9 @@ def main(argv=None) -> int:
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2], help="training seeds per variant")
     p.add_argument("--iterations", type=int, default=200, help="SOLVER.MAX_ITER of every run")
     p.add_argument("--parallel", type=int, default=2, help="runs trained at the same time (1 CPU thread each)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_common_arguments(p)
     args = p.parse_args(argv)
-    logger = setup_logger(name="alpseg")
+    logger = setup_tool(args)
     try:
         results = run_ablations(args.output, args.ablations, args.seeds, args.iterations, args.parallel,
                                 progress=not args.no_progress)

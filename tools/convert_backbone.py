@@ -9,9 +9,8 @@ mis-shaped or holds NaN / Inf, or if the file cannot be read as a checkpoint (on
 import argparse
 import sys
 
-from detectron2.utils.logger import setup_logger
-
 from alpseg.transfer.checkpoints import BackboneLoadError, convert_checkpoint, save_detectron2_pkl
+from alpseg.utils.cli import add_common_arguments, setup_tool
 from alpseg.utils.io import write_json
 
 
@@ -23,8 +22,9 @@ def main(argv=None) -> int:
     parser.add_argument("--prefix", default=None, help="backbone key prefix (default: detected)")
     parser.add_argument("--trust-pickle", action="store_true", help="allow arbitrary pickled objects in the file")
     parser.add_argument("--report", default=None, help="also write the full conversion report as JSON")
+    add_common_arguments(parser)
     args = parser.parse_args(argv)
-    setup_logger(name="alpseg")  # e.g. which of several ResNets in the file was chosen
+    setup_tool(args)  # logs e.g. which of several ResNets in the file was chosen
 
     try:
         weights, report = convert_checkpoint(args.input, arch=args.arch, prefix=args.prefix,

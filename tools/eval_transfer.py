@@ -18,11 +18,10 @@ import argparse
 import os
 import sys
 
-from detectron2.utils.logger import setup_logger
-
 
 def _parser():
     from alpseg.transfer.tasks import DEFAULT_TASKS
+    from alpseg.utils.cli import add_common_arguments
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--backbone", help="checkpoint to evaluate (torchvision, MoCo, VirTex, detectron2 ... layouts)")
@@ -39,7 +38,7 @@ def _parser():
                    help="override one task's setting (repeatable)")
     p.add_argument("--miniature", action="store_true",
                    help="write the miniature dataset trees and run every chosen task with tiny settings")
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_common_arguments(p)
     p.add_argument("--list-tasks", action="store_true", help="print the tasks and exit")
     p.add_argument("--opts", dest="opts_flag", nargs="+", action="extend", default=[], metavar="KEY VALUE",
                    help="config overrides for every detectron2 task (also accepted as bare KEY VALUE pairs)")
@@ -66,10 +65,6 @@ def parse_args(argv):
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    if args.no_progress:
-        from alpseg.utils.progress import disable_progress
-
-        disable_progress()
     from alpseg.transfer.checkpoints import BackboneLoadError
     from alpseg.transfer.tasks import DEFAULT_TASKS, TASKS, parse_task_overrides
 
@@ -78,8 +73,9 @@ def main(argv=None) -> int:
             print(f"{name:24s} {task.title}{'' if name in DEFAULT_TASKS else '  (not in the default set)'}")
         return 0
     tasks = list(TASKS) if args.tasks == "all" else [t for t in args.tasks.split(",") if t]
-    setup_logger(args.output, name="alpseg")
-    setup_logger(args.output, name="detectron2", abbrev_name="d2")
+    from alpseg.utils.cli import setup_tool
+
+    setup_tool(args, args.output)
     try:
         overrides = parse_task_overrides(args.overrides)
         d2_opts = list(args.opts)
