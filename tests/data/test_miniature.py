@@ -113,3 +113,14 @@ def test_an_edited_generator_invalidates_a_cached_tree(tmp_path, monkeypatch):
     monkeypatch.setattr(mini, "generator_fingerprint", lambda: "edited")
     second = write_miniature_world(str(root), seed=0, sizes=sizes)
     assert second["settings"]["generator"] == "edited" and not (root / "marker").exists()
+
+
+def test_every_class_occurs_in_every_split_of_enough_images(miniature_root):
+    from alpseg.data.miniature import CLASSES
+
+    seg = os.path.join(miniature_root, "openimages/segmentation")
+    for split in ("validation",):
+        rows = list(csv.DictReader(open(os.path.join(seg, f"{split}-segmentation-masks.csv"))))
+        assert {r["LabelName"] for r in rows} == {c.oid_mid for c in CLASSES}
+    coco = COCO(os.path.join(miniature_root, "coco/annotations/instances_train2017.json"))
+    assert {a["category_id"] for a in coco.loadAnns(coco.getAnnIds())} == {c.coco_id for c in BASE_CLASSES}

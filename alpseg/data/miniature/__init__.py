@@ -88,7 +88,9 @@ def write_miniature_world(root: str, seed: int = 0, sizes: MiniatureSizes | None
     manifest: Dict[str, Any] = {"settings": settings, "narratives": {}}
 
     def scenes(n: int, classes, split_seed: int) -> List[Scene]:
-        return [sample_scene(rng, classes, s, s, seed=split_seed * 100003 + i) for i in range(n)]
+        # image i's first object is of class i mod |classes|: a split of >= |classes| images has them all
+        return [sample_scene(rng, classes, s, s, seed=split_seed * 100003 + i, first_class=classes[i % len(classes)])
+                for i in range(n)]
 
     # --- COCO: base classes only, with masks; LocNar-COCO narratives on the train images.
     coco_dir = os.path.join(root, "coco")

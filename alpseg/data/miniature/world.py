@@ -13,7 +13,8 @@ the paper (VOC-masks, ZSD, COCO->OID base/novel) are defined by them:
 
 The real hierarchy applies: ``owl`` is a novel child of the base class ``bird`` (so owls are also Bird
 ground truth after hierarchical expansion), ``pumpkin`` sits under Squash and ``tortoise`` under
-Turtle < Reptile (novel classes without a base ancestor), ``dolphin`` has no parent.
+Turtle < Reptile, ``goldfish`` under Fish and ``sombrero`` under Hat (novel classes without a base
+ancestor), ``dolphin`` has no parent.
 
 Everything is a pure function of a seed.
 """
@@ -142,15 +143,20 @@ def sample_scene(
     num_objects: Tuple[int, int] = (1, 3),
     size_range: Tuple[float, float] = (22.0, 50.0),
     seed: int = 0,
+    first_class: Optional[MiniClass] = None,
 ) -> Scene:
-    """Place 1-3 non-overlapping objects of the given classes on a plain, noisy background."""
+    """Place 1-3 non-overlapping objects of the given classes on a plain, noisy background.
+
+    ``first_class``, if given, is the class of the first object (the others are drawn at random), so
+    that a split can make sure every class occurs in it.
+    """
     n = int(rng.integers(num_objects[0], num_objects[1] + 1))
     objects: List[MiniObject] = []
     boxes: List[Tuple[float, float, float, float]] = []
     attempts = 0
     while len(objects) < n and attempts < 200:
         attempts += 1
-        cls = classes[int(rng.integers(len(classes)))]
+        cls = first_class if first_class is not None and not objects else classes[int(rng.integers(len(classes)))]
         size = float(rng.uniform(*size_range))
         margin = size / 2 + 2
         cx = float(rng.uniform(margin, width - margin))
