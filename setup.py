@@ -32,6 +32,11 @@ setup(
         "matplotlib",
         "tensorboard",
     ],
-    extras_require={"dev": ["pytest>=7", "pytest-xdist", "pytest-timeout"]},
+    extras_require={
+        # selenium drives Debian's chromium in the app's browser test (tests/app)
+        "dev": ["pytest>=7", "pytest-xdist", "pytest-timeout", "selenium>=4.20"],
+        # tools/app.py (alpseg.app.ui): Gradio 6 components; pandas frames feed its tables and plots
+        "app": ["gradio>=6,<7", "pandas"],
+    },
     entry_points={},
 )

@@ -142,6 +142,9 @@ def add_alpseg_config(cfg: _D2CfgNode) -> None:
     # ---------------- evaluation / misc ----------------
     cfg.TEST.OID_GROUP_OF_WEIGHT = 1.0  # group-of weight of the Open Images challenge metric
     cfg.TEST.WRITE_CHALLENGE_CSV = False  # also write OID challenge predictions CSV on evaluation
+    # OID: also report the metric with predictions copied to their ancestor classes (beside the
+    # official number, which expands only the ground truth)
+    cfg.TEST.OID_EXPAND_PREDICTIONS = False
     cfg.ALPSEG = C()
     cfg.ALPSEG.SEED_WORKERS = True  # seed data-loader workers from SEED for reproducible runs
 

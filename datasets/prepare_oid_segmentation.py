@@ -8,7 +8,7 @@ Inputs (defaults under ROOT/openimages, see datasets/README.md):
   raw/{split}-annotations-object-segmentation.csv, raw/{split}-masks/*.png   the v6 masks
   raw/{split}-annotations-bbox.csv                     v6 boxes (IsGroupOf and exact box coordinates)
   raw/{split}-annotations-human-imagelabels-boxable.csv  verified image-level labels
-  segmentation/classes-description-segmentable.csv    the 300 challenge classes (kept classes)
+  segmentation/classes-description-segmentable.csv    the kept classes (default: the shipped 300 challenge classes)
   {split}/<ImageID>.jpg                                image sizes (headers only)
 Outputs: segmentation/{split}-segmentation-{bbox,masks,labels}.csv (challenge format, SPEC section 9).
 The conversion itself is alpseg.evaluation.oid_convert.convert_oid_segmentation_release.
@@ -19,6 +19,7 @@ import logging
 import os
 import sys
 
+from alpseg.data.datasets.class_lists import OID_SEGMENTABLE_CLASSES
 from alpseg.evaluation.oid_convert import convert_oid_segmentation_release
 from alpseg.evaluation.oid_io import read_class_descriptions
 
@@ -35,7 +36,8 @@ def main(argv=None) -> int:
     raw = args.raw_dir or os.path.join(oid, "raw")
     seg = os.path.join(oid, "segmentation")
     s = args.split
-    classes = read_class_descriptions(os.path.join(seg, "classes-description-segmentable.csv"))
+    own = os.path.join(seg, "classes-description-segmentable.csv")
+    classes = read_class_descriptions(own if os.path.isfile(own) else OID_SEGMENTABLE_CLASSES)
     report = convert_oid_segmentation_release(
         segmentation_csv=os.path.join(raw, f"{s}-annotations-object-segmentation.csv"),
         masks_dir=os.path.join(raw, f"{s}-masks"),

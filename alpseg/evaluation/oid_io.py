@@ -38,6 +38,7 @@ __all__ = [
     "read_ground_truth_csvs",
     "read_class_descriptions",
     "read_csv_records",
+    "mid_from_mask_path",
     "clean_header",
     "read_class_list",
     "write_ground_truth_csvs",
@@ -149,6 +150,27 @@ def _read_rows(path: str, required: Sequence[str]) -> Iterator[Tuple[int, List[s
             yield lineno, [row[i] for i in idx]
 
 
+def _header(path: str) -> List[str]:
+    with open(path, "r", encoding="utf-8", newline="") as f:
+        return clean_header(next(csv.reader(f), []))
+
+
+def mid_from_mask_path(mask_path: str, image_id: str) -> str:
+    """The MID encoded in an Open Images v6 mask file name ``<ImageID>_<MID without slashes>_<BoxID>.png``.
+
+    ``/m/0bwd_0j`` is written ``m0bwd_0j``: MIDs may contain ``_``, so the name is cut at the known
+    ImageID and at the last ``_``. Raises ``ValueError`` if the name does not have that form.
+    """
+    stem = os.path.basename(mask_path)
+    stem = stem[:-4] if stem.lower().endswith(".png") else stem
+    if not stem.startswith(image_id + "_") or stem.count("_") < 2:
+        raise ValueError(f"mask file name {mask_path!r} is not <ImageID>_<MID>_<BoxID>.png for image {image_id}")
+    encoded = stem[len(image_id) + 1:].rsplit("_", 1)[0]
+    if len(encoded) < 2:
+        raise ValueError(f"mask file name {mask_path!r} has no MID")
+    return f"/{encoded[0]}/{encoded[1:]}"
+
+
 def read_csv_records(path: str, required: Sequence[str]) -> Iterator[Dict[str, str]]:
     """Rows of a CSV with a header as dicts (all columns), after checking the ``required`` columns.
 
@@ -207,7 +229,19 @@ def read_ground_truth_csvs(boxes: Optional[str], masks: Optional[str], labels: O
     if boxes:
         gt.boxes = _parse(boxes, BOX_COLUMNS, box, gt.skipped, "box", strict)
     if masks:
-        gt.masks = _parse(masks, MASK_COLUMNS, msk, gt.skipped, "mask", strict)
+        if "MaskPath" in _header(masks):
+            # an export that kept the release's MaskPath: the MID it encodes is the truth (some exports
+            # write other names, e.g. COCO's, into LabelName); a MID in LabelName must agree with it
+            def msk_path(f):
+                mid = mid_from_mask_path(f[10], f[0])
+                if f[1].startswith("/") and f[1] != mid:
+                    raise ValueError(f"LabelName {f[1]} but MaskPath {f[10]} encodes {mid}")
+                return msk([f[0], mid] + f[2:10])
+
+            gt.masks = _parse(masks, MASK_COLUMNS + ("MaskPath",), msk_path, gt.skipped, "mask", strict)
+            logger.info("%s: class of each mask row read from its MaskPath (LabelName ignored)", masks)
+        else:
+            gt.masks = _parse(masks, MASK_COLUMNS, msk, gt.skipped, "mask", strict)
     if labels:
         gt.labels = _parse(labels, LABEL_COLUMNS, lab, gt.skipped, "label", strict)
     return gt
@@ -303,7 +337,9 @@ class ChallengePredictionsCSV(Mapping):
     consecutive lines); nothing else is kept in memory. ``self[image_id]`` reads and decodes only that
     image's rows, so worker processes can each parse their own images. Rows of an image need not be
     contiguous. A malformed row is counted in the returned ``ImagePredictions.skipped`` (or raises if
-    ``strict``); ``pending_skips`` holds rows whose ImageID could not even be read.
+    ``strict``); ``pending_skips`` holds rows whose ImageID could not even be read. ``num_rows``: the
+    non-blank rows after the header. Scores must be confidences in [0, 1]; other rows are counted
+    under ``predictions_with_scores_outside_0_1`` (an error if ``strict``).
     """
 
     def __init__(self, path: str, strict: bool = False):
@@ -320,11 +356,13 @@ class ChallengePredictionsCSV(Mapping):
             id_col = self._idx[0]
             offset = len(header_line)
             last_id, run_start = None, offset
+            self.num_rows = 0  # non-blank rows after the header
             for line in f:
                 n = len(line)
                 if not line.strip():
                     offset += n
                     continue
+                self.num_rows += 1
                 parts = line.split(b",", id_col + 1)
                 if len(parts) <= id_col:
                     self.pending_skips["malformed_prediction_rows"] += 1
@@ -390,6 +428,14 @@ class ChallengePredictionsCSV(Mapping):
                     raise ValueError(f"score {row[i_score]!r} is not finite")
             except ValueError as e:
                 bad_row(str(e))
+                continue
+            if not 0.0 <= score <= 1.0:
+                # the challenge's scores are confidences; a logit or a percentage would rank fine but
+                # signal a wrong export, so such rows are kept out and counted (an error if strict)
+                if self.strict:
+                    raise ValueError(f"{self.path}: prediction of image {image_id} has score {row[i_score]!r} "
+                                     "outside [0, 1]")
+                skipped["predictions_with_scores_outside_0_1"] += 1
                 continue
             labels.append(row[i_label].strip())
             scores.append(score)

@@ -23,6 +23,10 @@ __all__ = [
     "write_report",
 ]
 
+#: summary rows of an OID result (key, label); the novel split needs a hierarchy (see oid_challenge)
+SUMMARY_KEYS = (("AP50_base", "AP50-base"), ("AP50_novel", "AP50-novel"),
+                ("AP50_novel_with_base_ancestor", "AP50-novel, classes with a base ancestor"),
+                ("AP50_novel_without_base_ancestor", "AP50-novel, classes without a base ancestor"))
 BASE_COLOR = "#1f77b4"
 NOVEL_COLOR = "#ff7f0e"
 
@@ -56,7 +60,8 @@ def _is_number(text: str) -> bool:
 def results_markdown(results: Mapping[str, Any], title: str = "Open Images challenge mask AP50",
                      class_names: Optional[Mapping[str, str]] = None,
                      base_classes: Optional[Iterable[str]] = None, percent: bool = True) -> str:
-    """Summary table (mAP, AP50-base, AP50-novel) and a per-class table sorted by AP.
+    """Summary table (mAP, AP50-base, AP50-novel and its split by base ancestor, the same with expanded
+    predictions when present) and a per-class table sorted by AP.
 
     ``results`` is what :func:`alpseg.evaluation.oid_challenge.evaluate_oid_challenge` returns (APs
     as fractions; shown as percentages when ``percent``).
@@ -64,9 +69,13 @@ def results_markdown(results: Mapping[str, Any], title: str = "Open Images chall
     names = dict(class_names or results.get("class_names") or {})
     base = set(base_classes or [])
     summary = [["mAP (AP50)", _fmt(results.get("mAP"), percent)]]
-    for key, label in (("AP50_base", "AP50-base"), ("AP50_novel", "AP50-novel")):
+    expanded = results.get("expanded_predictions") or {}
+    for key, label in SUMMARY_KEYS:
         if key in results:
             summary.append([label, _fmt(results[key], percent)])
+    for key, label in (("mAP", "mAP (AP50)"),) + SUMMARY_KEYS:
+        if key in expanded:
+            summary.append([f"{label}, predictions expanded to ancestors", _fmt(expanded[key], percent)])
     summary.append(["classes evaluated", results.get("num_classes_evaluated", len(results.get("per_class", {})))])
     out = [f"## {title}\n", markdown_table(["metric", "value"], summary)]
     skipped = results.get("skipped") or {}
@@ -96,7 +105,7 @@ def log_results(results: Mapping[str, Any], logger: Optional[logging.Logger] = N
     """One summary line plus the per-class table at INFO level."""
     logger = logger or logging.getLogger(__name__)
     parts = [f"mAP={_fmt(results.get('mAP'), percent)}"]
-    for key in ("AP50_base", "AP50_novel"):
+    for key, _ in SUMMARY_KEYS:
         if key in results:
             parts.append(f"{key}={_fmt(results[key], percent)}")
     logger.info("%s: %s", title, ", ".join(parts))

@@ -8,12 +8,13 @@ from pycocotools import mask as mask_utils
 
 import alpseg  # noqa: F401  (registers the datasets)
 from alpseg.data.datasets import ALPSEG_DATASETS, DATASETS_ROOT
-from alpseg.data.datasets.builtin import _oid_class_metadata
-from alpseg.data.datasets.class_lists import (coco_oid_base_map, coco_thing_classes, voc_classes, zsd_base_classes,
-                                              zsd_novel_classes)
+from alpseg.data.datasets.builtin import _oid_class_metadata, check_oid_class_file
+from alpseg.data.datasets.class_lists import (OID_SEGMENTABLE_CLASSES, coco_oid_base_map, coco_thing_classes,
+                                              voc_classes, zsd_base_classes, zsd_novel_classes)
 from alpseg.data.datasets.coco_splits import load_coco_split
 from alpseg.data.datasets.lazy_metadata import register_lazy_metadata
 from alpseg.evaluation.oid_io import read_class_descriptions
+from alpseg.text.prompts import normalize_phrase
 from alpseg.data.datasets.oid import load_oid_boxes, load_oid_challenge_segmentation
 
 from handmade_formats import (BOX_HEADER, MASK_HEADER, OID_V6_BOX_HEADER, challenge_mask, coco_id, write_coco_json,
@@ -226,3 +227,81 @@ def test_oracle_splits_have_masks_of_base_and_boxes_of_novel_classes(miniature_r
         # the miniature COCO has both kinds (e.g. VOC's bottle and bird; ZSD's novel cake)
         assert any(a["phrase"] in novel for a in annos) and any(a["phrase"] in base for a in annos)
         assert all(m.thing_classes[a["category_id"]] == a["phrase"] for a in annos)
+
+
+def test_oid_metadata_needs_no_dataset_on_disk(tmp_path):
+    """The issue's check, in a fresh process whose DETECTRON2_DATASETS is an empty folder."""
+    import json
+    import subprocess
+    import sys
+
+    code = ("import json, alpseg\nfrom detectron2.data import MetadataCatalog\n"
+            "m = MetadataCatalog.get('oid_v6_seg_val')\n"
+            "print(json.dumps({k: list(getattr(m, k)) for k in ('thing_classes', 'thing_mids', 'base_classes', "
+            "'novel_classes')}))")
+    env = dict(os.environ, DETECTRON2_DATASETS=str(tmp_path))
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    m = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert (len(m["base_classes"]), len(m["novel_classes"])) == (60, 240)
+    shipped = read_class_descriptions(OID_SEGMENTABLE_CLASSES)
+    assert m["thing_mids"] == list(shipped)
+    assert m["thing_classes"] == [normalize_phrase(n) for n in shipped.values()]
+    assert set(m["base_classes"]) | set(m["novel_classes"]) == set(m["thing_classes"])
+    base_map = dict((o, c) for c, o in coco_oid_base_map())
+    assert all(base_map[b] in COCO80 for b in m["base_classes"])
+
+
+def test_a_dataset_class_file_must_agree_with_the_shipped_list(tmp_path):
+    shipped = read_class_descriptions(OID_SEGMENTABLE_CLASSES)
+    rows = list(shipped.items())
+    same = write_csv(str(tmp_path / "same.csv"), None, reversed(rows))  # any order is fine
+    assert check_oid_class_file(same) == OID_SEGMENTABLE_CLASSES
+    assert check_oid_class_file(str(tmp_path / "absent.csv")) == OID_SEGMENTABLE_CLASSES
+    other = rows[:-1] + [("/m/0mini_lantern", "Lantern")]
+    other[0] = (other[0][0], "Screw driver")
+    bad = write_csv(str(tmp_path / "bad.csv"), None, other)
+    with pytest.raises(ValueError) as e:
+        _oid_class_metadata(bad)
+    msg = str(e.value)
+    assert "bad.csv disagrees" in msg and "/m/0mini_lantern" in msg and rows[-1][0] in msg
+    assert "('/m/01bms0', 'Screw driver', 'Screwdriver')" in msg
+
+
+def test_oid_readers_accept_a_byte_order_mark(tmp_path):
+    """Spreadsheet software writes a UTF-8 BOM before the header; it used to hide the ImageID column."""
+    classes = write_csv(str(tmp_path / "classes.csv"), None, [["/m/a", "Apple"]])
+    m1 = np.zeros((10, 20), np.uint8)
+    m1[2:5, 4:9] = 1
+    masks = write_csv(str(tmp_path / "masks.csv"), MASK_HEADER,
+                      [["img", "/m/a", 20, 10, 0.2, 0.2, 0.45, 0.5, 0, challenge_mask(m1)]])
+    boxes = write_csv(str(tmp_path / "boxes.csv"), BOX_HEADER, [])
+    for path in (masks, boxes, classes):
+        text = open(path, encoding="utf-8").read()
+        with open(path, "w", encoding="utf-8") as f:
+            f.write("\ufeff" + text)
+    (d,) = load_oid_challenge_segmentation(masks, boxes, classes, str(tmp_path))
+    assert d["image_id"] == "img" and [a["phrase"] for a in d["annotations"]] == ["apple"]
+    assert (mask_utils.decode(d["annotations"][0]["segmentation"]) == m1).all()
+
+
+def test_a_split_other_than_60_240_is_an_error(monkeypatch, tmp_path):
+    from alpseg.data.datasets import builtin
+
+    base = list(builtin.oid_base_mids())
+    monkeypatch.setattr(builtin, "oid_base_mids", lambda: tuple(base[:-1]))
+    with pytest.raises(ValueError, match=r"300 classes, 59 base and 241 novel; expected 300 = 60 base \+ 240"):
+        _oid_class_metadata(None)
+    monkeypatch.setattr(builtin, "oid_base_mids", lambda: tuple(base[:-1] + ["/m/0hnnb"]))  # Umbrella: 500-list only
+    with pytest.raises(ValueError, match=r"base MIDs not in .*segmentable300.csv: \['/m/0hnnb'\]"):
+        _oid_class_metadata(None)
+    # the map's own checks: a MID twice is refused
+    rows = open(os.path.join(os.path.dirname(OID_SEGMENTABLE_CLASSES), "..", "coco_oid_base_map.tsv")).read()
+    header_end = rows.index("oid_mid\t")
+    body = rows[header_end:].splitlines()
+    dup = tmp_path / "map.tsv"
+    dup.write_text("\n".join(body + [body[1].replace(body[1].split("\t")[2], "dog", 1)]) + "\n")
+    from alpseg.data.datasets.class_lists import coco_oid_base_rows
+
+    with pytest.raises(ValueError, match="listed twice"):
+        coco_oid_base_rows(str(dup))

@@ -318,3 +318,29 @@ def test_more_than_255_predictions_in_one_image():
     preds = [P("i1", A, 0.5 + k / 1000, ELSEWHERE) for k in range(300)] + [P("i1", A, 0.1, G1)]
     r = run(ba, ma, [], preds, max_predictions_per_image=None)
     assert r["per_class"][A] == pytest.approx(1 / 301)
+
+
+def test_mask_pairs_whose_extents_do_not_meet_are_not_decoded(monkeypatch):
+    """The extent prefilter: a detection far from every GT mask is an FP without an IoU call, and a
+    detection touching a GT extent edge-to-edge (no shared pixel) is not decoded either."""
+    import alpseg.evaluation.oid_challenge as oc
+
+    gt_mask = np.zeros((20, 20), np.uint8)
+    gt_mask[0:5, 0:5] = 1
+    near, edge, far = (np.zeros((20, 20), np.uint8) for _ in range(3))
+    near[1:5, 1:6] = 1
+    edge[0:5, 5:9] = 1  # starts at the column where the GT extent ends
+    far[15:20, 15:20] = 1
+    calls = []
+    real = oc.rle_iou
+    monkeypatch.setattr(oc, "rle_iou", lambda d, g, crowd: calls.append((len(d), len(g))) or real(d, g, crowd))
+    dets = [encode_rle(m) for m in (near, edge, far)]
+    boxes = oc.rle_extents_normalized(dets)
+    gts = [encode_rle(gt_mask)]
+    args = (np.array([0.9, 0.8, 0.7]), dets, boxes, gts, np.array([[0.0, 0.0, 0.25, 0.25]]), np.array([False]))
+    scores, tp = oc.match_class(*args, gt_mask_boxes=oc.rle_extents_normalized(gts))
+    assert calls == [(1, 1)]
+    assert scores.tolist() == [0.9, 0.8, 0.7] and tp.tolist() == [1.0, 0.0, 0.0]
+    calls.clear()
+    assert [x.tolist() for x in oc.match_class(*args)] == [scores.tolist(), tp.tolist()]  # no prefilter
+    assert calls == [(3, 1)]

@@ -6,7 +6,6 @@ access to the metadata (:mod:`.lazy_metadata`). The paths below are the tree of 
 """
 from __future__ import annotations
 
-import logging
 import os
 from typing import Dict, List, Optional
 
@@ -22,8 +21,6 @@ from .lazy_metadata import register_lazy_metadata
 from .oid import load_oid_boxes, load_oid_challenge_segmentation, oid_class_phrases
 
 __all__ = ["register_all_alpseg", "ALPSEG_DATASETS", "check_oid_class_file"]
-
-logger = logging.getLogger(__name__)
 
 _COCO_IMAGES = {"train": "coco/train2017", "val": "coco/val2017"}
 _COCO_JSON = {"train": "coco/annotations/instances_train2017.json",
