@@ -244,7 +244,7 @@ def run_table3(output: str, seed: Optional[int] = None, parallel: int = 3, itera
                     "minutes": round((time.time() - t0) / 60, 1)})
     for name in names:
         results["models"][name]["paper_row"] = catalog[name].paper_row
-    atomic_write_json(os.path.join(output, "results.json"), results)
+    atomic_write_json(os.path.join(output, "results.json"), results, indent=2)
     table = format_table(results)
     atomic_write(os.path.join(output, "results.md"), table + "\n")
     _link_reference_seed(output, seeds[0], ["datasets", "phrase_bank.npz", *names])
