@@ -29,6 +29,7 @@ setup(
         "shapely",  # detectron2 crops polygon masks (LSJ, INPUT.CROP) with it
         "scikit-learn>=1.2",
         "tqdm",
+        "orjson>=3.9",  # ALP curation: JSON Lines of Localized Narratives, 3-4x faster than json
         "matplotlib",
         "tensorboard",
     ],
@@ -37,6 +38,8 @@ setup(
         "dev": ["pytest>=7", "pytest-xdist", "pytest-timeout", "selenium>=4.20"],
         # tools/app.py (alpseg.app.ui): Gradio 6 components; pandas frames feed its tables and plots
         "app": ["gradio>=6,<7", "pandas"],
+        # tools/export_model.py and alpseg.export.OnnxPredictor (docs/export.md)
+        "export": ["onnx>=1.16", "onnxruntime>=1.18"],
     },
     entry_points={},
 )

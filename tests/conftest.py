@@ -80,3 +80,42 @@ def miniature_with_alps(miniature_root):
 @pytest.fixture
 def tiny_opts():
     return list(TINY_MODEL_OPTS)
+
+
+@pytest.fixture(scope="session")
+def trained_fcos_mo(miniature_root, tmp_path_factory):
+    """A demo-size FCOS-MO (configs/demo/open_vocab.yaml) trained 2 iterations on the miniature COCO
+    by tools/train_net.py, with a random phrase bank of the COCO names and the miniature class names.
+
+    Returns ``{"config", "weights", "bank", "vocabulary"}`` (``vocabulary``: the miniature classes).
+    """
+    import json
+    import subprocess
+    import sys
+
+    import numpy as np
+
+    from alpseg.data.miniature import CLASSES
+    from alpseg.text.bank import PhraseBank
+    from alpseg.text.encoder import encoder_id
+    from alpseg.text.prompts import normalize_phrase
+
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    out = tmp_path_factory.mktemp("trained_fcos_mo")
+    with open(os.path.join(miniature_root, "coco", "annotations", "instances_train2017.json")) as f:
+        coco_names = [c["name"] for c in json.load(f)["categories"]]
+    phrases = sorted({normalize_phrase(p) for p in coco_names + [c.name for c in CLASSES]})
+    emb = np.random.RandomState(0).randn(len(phrases), 512).astype(np.float32)
+    emb /= np.linalg.norm(emb, axis=1, keepdims=True)
+    bank = str(out / "bank.npz")
+    PhraseBank(phrases, emb, encoder_id("ViT-B-32", "none"), "single").save(bank)
+    env = dict(os.environ, DETECTRON2_DATASETS=miniature_root, OMP_NUM_THREADS="1")
+    proc = subprocess.run(
+        [sys.executable, "tools/train_net.py", "--config-file", "configs/demo/open_vocab.yaml", "--num-gpus", "0",
+         "OUTPUT_DIR", str(out / "run"), "MODEL.OPEN_VOCAB.EMBEDDINGS", bank, "SOLVER.MAX_ITER", "2",
+         "SOLVER.IMS_PER_BATCH", "2", "DATASETS.TEST", "()", "SEED", "0"],
+        cwd=repo, env=env, capture_output=True, text=True, timeout=900,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return {"config": str(out / "run" / "config.yaml"), "weights": str(out / "run" / "model_final.pth"),
+            "bank": bank, "vocabulary": [normalize_phrase(c.name) for c in CLASSES]}

@@ -14,9 +14,10 @@ import json
 import logging
 import sys
 
-from alpseg.data.alp_curation import CurationConfig, format_report, load_word_list
-from alpseg.data.alp_curation_run import CurationJob, merge_shards, parse_shard
-from alpseg.data.narratives import NarrativeFormatError
+from alpseg.data.curation import CurationConfig, CurationJob, format_report, load_word_list, merge_shards, parse_shard
+from alpseg.data.curation.config import load_vocabulary
+from alpseg.data.curation.job import NothingToCurate
+from alpseg.data.narratives import NarrativeFormatError, NarrativeInputError
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -35,6 +36,14 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-lemmatize", action="store_true", help="keep plural head nouns as spoken")
     p.add_argument("--stuff-classes", help="replace the packaged stuff word list with this file")
     p.add_argument("--picture-words", help="replace the packaged picture word list with this file")
+    p.add_argument("--vocabulary", help="class names read as noun compounds by the phrase rules (a word list, or a "
+                   "MID,Name CSV); default: the packaged Open Images 300 and COCO names")
+    p.add_argument("--no-vocabulary", action="store_true", help="no vocabulary hint: tags and rules only")
+    p.add_argument("--min-line-length", type=float, default=16.0,
+                   help="a box with one side under --min-box-size and the other at least this long (px) is a line "
+                        "gesture, widened instead of dropped (default 16)")
+    p.add_argument("--line-width-ratio", type=float, default=0.25,
+                   help="line gestures are widened to this fraction of their long side; 0 drops them (default 0.25)")
     p.add_argument("--shard", default="0/1", help="curate only narratives i, i+N, i+2N, ... (i/N)")
     p.add_argument("--workers", type=int, default=1, help="processes, each curating whole chunks with its own spaCy pipeline")
     p.add_argument("--batch-size", type=int, default=64, help="texts per spaCy batch")
@@ -49,7 +58,11 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     if args.merge:
-        report = merge_shards(args.merge, args.output)
+        try:
+            report = merge_shards(args.merge, args.output)
+        except (OSError, ValueError) as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
     else:
         if not args.input or not args.image_info:
             parser.error("--input and --image-info are required (unless --merge)")
@@ -58,7 +71,11 @@ def main(argv=None) -> int:
         except ValueError as e:
             parser.error(str(e))
         config = CurationConfig(temporal_padding=args.temporal_padding, min_box_size=args.min_box_size,
-                                lemmatize=not args.no_lemmatize)
+                                lemmatize=not args.no_lemmatize, min_line_length=args.min_line_length,
+                                line_width_ratio=args.line_width_ratio)
+        if args.vocabulary or args.no_vocabulary:
+            config = dataclasses.replace(config, vocabulary=frozenset() if args.no_vocabulary
+                                         else load_vocabulary(args.vocabulary))
         if args.stuff_classes:
             config = dataclasses.replace(config, stuff_words=load_word_list(args.stuff_classes))
         if args.picture_words:
@@ -69,13 +86,19 @@ def main(argv=None) -> int:
                           batch_size=args.batch_size, progress=not args.no_progress)
         try:
             report = job.run()
-        except NarrativeFormatError as e:
-            print(f"error: {e}", file=sys.stderr)
+        except NothingToCurate as e:
+            logging.warning("%s", e)
+            return 1
+        except (NarrativeFormatError, NarrativeInputError, FileNotFoundError, RuntimeError, ValueError) as e:
+            print(f"error: {e}", file=sys.stderr)  # one line naming the file and the fix, no traceback
             return 2
     print(format_report(report))
     print(f"spaCy pipeline: {report['settings']['spacy_model']}; written {args.output}")
     if "timing" in report:
         print("timing: " + json.dumps(report["timing"]))
+    if not report["narratives_read"]:
+        logging.warning("no usable narrative in the inputs (see 'narratives skipped'): %s has no ALP", args.output)
+        return 1
     return 0
 
 

@@ -4,6 +4,7 @@
   tools/visualize_alps.py --alps ALPS.json --image-root DIR --output OUT_DIR [--image-id ID ...] [--num 8]
 """
 import argparse
+import io
 import json
 import os
 import random
@@ -29,13 +30,19 @@ def main(argv=None) -> int:
     from detectron2.data.detection_utils import read_image
 
     from alpseg.utils.alp_visualizer import draw_alps
+    from alpseg.utils.io import atomic_write
 
     args = get_parser().parse_args(argv)
-    with open(args.alps, encoding="utf-8") as f:
-        data = json.load(f)
-    images = {str(im["id"]): im for im in data["images"]}
+    try:
+        with open(args.alps, encoding="utf-8") as f:
+            data = json.load(f)
+        images_list, annotations = data["images"], data["annotations"]
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        print(f"error: {args.alps}: not an ALPS.json of tools/curate_alps.py ({e!r})", file=sys.stderr)
+        return 2
+    images = {str(im["id"]): im for im in images_list}
     by_image = defaultdict(list)
-    for ann in data["annotations"]:
+    for ann in annotations:
         by_image[str(ann["image_id"])].append(ann)
     if args.image_id:
         unknown = [i for i in args.image_id if i not in images]
@@ -48,17 +55,27 @@ def main(argv=None) -> int:
         random.Random(args.seed).shuffle(ids)
         ids = ids[: args.num]
     os.makedirs(args.output, exist_ok=True)
+    written, skipped = set(), 0
     for image_id in ids:
         im = images[image_id]
         path = os.path.join(args.image_root, im["file_name"])
-        if not os.path.isfile(path):
-            print(f"warning: image {image_id}: {path} not found, skipped", file=sys.stderr)
+        try:
+            image = read_image(path, format="RGB")
+        except (OSError, ValueError) as e:
+            print(f"warning: image {image_id}: {path} cannot be read ({e}), skipped", file=sys.stderr)
+            skipped += 1
             continue
-        drawn = draw_alps(read_image(path, format="RGB"), by_image[image_id], scale=args.scale)
-        out = os.path.join(args.output, os.path.splitext(os.path.basename(im["file_name"]))[0] + ".jpg")
-        Image.fromarray(drawn).save(out, quality=92)
-        print(f"{out}: {len(by_image[image_id])} ALPs: " + ", ".join(a["phrase"] for a in by_image[image_id]))
-    return 0
+        drawn = draw_alps(image, by_image[image_id], scale=args.scale)
+        stem = os.path.splitext(os.path.basename(im["file_name"]))[0]
+        name = stem + ".jpg" if stem + ".jpg" not in written else f"{stem}_{image_id}.jpg"  # a/x.jpg, b/x.jpg
+        written.add(name)
+        buffer = io.BytesIO()
+        Image.fromarray(drawn).save(buffer, format="JPEG", quality=92)
+        atomic_write(os.path.join(args.output, name), buffer.getvalue())
+        print(f"{os.path.join(args.output, name)}: {len(by_image[image_id])} ALPs: "
+              + ", ".join(a["phrase"] for a in by_image[image_id]), flush=True)
+    print(f"{len(written)} image(s) drawn, {skipped} skipped")
+    return 0 if written else 1
 
 
 if __name__ == "__main__":

@@ -14,18 +14,25 @@ from __future__ import annotations
 
 import dataclasses
 import gzip
+import hashlib
+import itertools
 import json
 import math
+import operator
 import os
+import zlib
 from collections import Counter
-from typing import IO, Any, Iterator, List, Optional, Sequence, Tuple, Union
+from typing import IO, Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
+import orjson
 
 __all__ = [
     "Utterance",
     "Narrative",
     "NarrativeFormatError",
+    "NarrativeInputError",
+    "is_gzip",
     "parse_narrative",
     "parse_narrative_line",
     "iter_narrative_lines",
@@ -91,8 +98,13 @@ class NarrativeFormatError(ValueError):
         return NarrativeFormatError(self.reason, self.detail, source, line)
 
 
+class NarrativeInputError(ValueError):
+    """A whole input file that cannot be read (truncated or corrupt gzip data): one line, naming it."""
+
+
 def _finite(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    kind = type(value)  # exact types: JSON gives int and float, and a bool is no time
+    return kind is int or (kind is float and math.isfinite(value))
 
 
 def _parse_timed_caption(value: Any) -> List[Utterance]:
@@ -115,10 +127,29 @@ def _parse_timed_caption(value: Any) -> List[Utterance]:
     return out
 
 
+_XYT = operator.itemgetter("x", "y", "t")
+
+
 def _parse_traces(value: Any) -> Tuple[np.ndarray, int]:
-    """All points of all segments as one (N, 3) array; numpy does the per-point work (speed)."""
+    """All points of all segments as one (N, 3) array; numpy does the per-point work (speed).
+
+    Fast path: one array from all segments at once; when that fails, the segments are checked one
+    by one to name the bad one (same result, same errors).
+    """
     if not isinstance(value, list):
         raise NarrativeFormatError("bad_traces", f"expected a list of segments, got {type(value).__name__}")
+    if all(type(segment) is list for segment in value):
+        try:
+            arr = np.array(list(map(_XYT, itertools.chain.from_iterable(value))))
+        except (TypeError, KeyError, IndexError, ValueError):
+            arr = None
+        if arr is not None and arr.dtype.kind in "fiu" and arr.ndim == 2 and len(arr):
+            return _finite_points(arr.astype(np.float64)), len(value)
+    return _parse_segments(value)
+
+
+def _parse_segments(value: List[Any]) -> Tuple[np.ndarray, int]:
+    """The segment-by-segment path of :func:`_parse_traces`: names the segment that is wrong."""
     arrays = []
     for i, segment in enumerate(value):
         if not isinstance(segment, list):
@@ -126,8 +157,8 @@ def _parse_traces(value: Any) -> Tuple[np.ndarray, int]:
         if not segment:
             continue
         try:
-            arr = np.array([(p["x"], p["y"], p["t"]) for p in segment])
-        except (TypeError, KeyError, IndexError):
+            arr = np.array(list(map(_XYT, segment)))
+        except (TypeError, KeyError, IndexError, ValueError):
             raise NarrativeFormatError("bad_traces", f"segment {i} has a point that is not an {{x, y, t}} object") \
                 from None
         # strings give a text array, None an object array, nested values another shape
@@ -136,10 +167,13 @@ def _parse_traces(value: Any) -> Tuple[np.ndarray, int]:
         arrays.append(arr)
     if not arrays:
         raise NarrativeFormatError("no_traces", "the traces hold no point")
-    points = np.concatenate(arrays).astype(np.float64)
+    return _finite_points(np.concatenate(arrays).astype(np.float64)), len(value)
+
+
+def _finite_points(points: np.ndarray) -> np.ndarray:
     if not np.isfinite(points).all():
         raise NarrativeFormatError("bad_traces", "a point has a non-finite x, y or t")
-    return points, len(value)
+    return points
 
 
 def parse_narrative(obj: Any, *, source: str = "", line: int = 0, input_index: int = 0) -> Narrative:
@@ -189,18 +223,39 @@ def parse_narrative_line(raw: Union[bytes, str], *, source: str = "", line: int 
                          input_index: int = 0) -> Narrative:
     """Decode and validate one JSON line (bytes are decoded as UTF-8)."""
     try:
-        text = raw.decode("utf-8") if isinstance(raw, bytes) else raw
-    except UnicodeDecodeError as e:
-        raise NarrativeFormatError("invalid_utf8", str(e), str(source), line) from None
-    try:
-        obj = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise NarrativeFormatError("invalid_json", str(e), str(source), line) from None
+        obj = orjson.loads(raw)  # fast; NaN and bad UTF-8 take json's path below
+        if isinstance(obj, dict) and (type(obj.get("image_id")) is float or type(obj.get("annotator_id")) is float):
+            obj = None  # orjson reads integers beyond 64 bits as floats; json keeps them exact
+    except orjson.JSONDecodeError:
+        obj = None
+    if obj is None:
+        try:
+            text = raw.decode("utf-8") if isinstance(raw, bytes) else raw
+        except UnicodeDecodeError as e:
+            raise NarrativeFormatError("invalid_utf8", str(e), str(source), line) from None
+        try:
+            obj = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise NarrativeFormatError("invalid_json", str(e), str(source), line) from None
     return parse_narrative(obj, source=source, line=line, input_index=input_index)
 
 
+GZIP_MAGIC = b"\x1f\x8b"
+
+
+def is_gzip(path: str) -> bool:
+    """Whether ``path`` holds gzip data, by its first two bytes (not by its name)."""
+    with open(path, "rb") as f:
+        return f.read(2) == GZIP_MAGIC
+
+
 def _open_binary(path: str) -> IO[bytes]:
-    return gzip.open(path, "rb") if str(path).endswith(".gz") else open(path, "rb")
+    return gzip.open(path, "rb") if is_gzip(path) else open(path, "rb")
+
+
+def _gzip_error(path: str, line: int, error: BaseException) -> NarrativeInputError:
+    return NarrativeInputError(
+        f"{path}: truncated or corrupt gzip data after line {line} ({error}); download or compress the file again")
 
 
 def _as_list(paths: PathList) -> List[str]:
@@ -209,19 +264,32 @@ def _as_list(paths: PathList) -> List[str]:
     return [os.fspath(p) for p in paths]
 
 
-def iter_narrative_lines(paths: PathList) -> Iterator[Tuple[int, str, int, bytes]]:
+def iter_narrative_lines(paths: PathList, stats: Optional[Dict[str, Dict[str, Any]]] = None
+                         ) -> Iterator[Tuple[int, str, int, bytes]]:
     """Yield ``(input_index, path, line_number, raw_line)`` for every non-blank line of the inputs.
 
     Blank lines carry no record and are passed over silently; line numbers stay those of the file.
-    ``.gz`` files are decompressed on the fly.
+    gzip files (recognized by their first bytes, whatever their name) are decompressed on the fly; a
+    truncated or corrupt one raises :class:`NarrativeInputError` naming it. ``stats``, when given,
+    receives per path, once the file has been read to its end, ``{"sha256", "bytes", "lines"}``:
+    the hash and size of its (decompressed) content, computed while reading, and its non-blank lines.
     """
     for input_index, path in enumerate(_as_list(paths)):
         if not os.path.isfile(path):
             raise FileNotFoundError(f"Localized Narratives file not found: {path}")
+        digest, size, count, line_number = hashlib.sha256(), 0, 0, 0
         with _open_binary(path) as f:
-            for line_number, raw in enumerate(f, start=1):
-                if raw.strip():
-                    yield input_index, path, line_number, raw
+            try:
+                for line_number, raw in enumerate(f, start=1):
+                    digest.update(raw)
+                    size += len(raw)
+                    if raw.strip():
+                        count += 1
+                        yield input_index, path, line_number, raw
+            except (EOFError, gzip.BadGzipFile, zlib.error) as e:
+                raise _gzip_error(path, line_number, e) from None
+        if stats is not None:
+            stats[path] = {"sha256": digest.hexdigest(), "bytes": size, "lines": count}
 
 
 def iter_narratives(paths: PathList, *, strict: bool = False,
@@ -246,13 +314,15 @@ def count_lines(paths: PathList, block_size: int = 1 << 22) -> int:
     total = 0
     for path in _as_list(paths):
         with _open_binary(path) as f:
-            last = b"\n"
-            while True:
-                block = f.read(block_size)
-                if not block:
-                    break
-                total += block.count(b"\n")
-                last = block[-1:]
-            total += last != b"\n"
+            last, lines = b"\n", 0
+            try:
+                while True:
+                    block = f.read(block_size)
+                    if not block:
+                        break
+                    lines += block.count(b"\n")
+                    last = block[-1:]
+            except (EOFError, gzip.BadGzipFile, zlib.error) as e:
+                raise _gzip_error(path, lines, e) from None
+            total += lines + (last != b"\n")
     return total
-

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 from typing import Any, Dict
@@ -13,7 +12,7 @@ from detectron2.engine import default_argument_parser, default_setup, launch
 from detectron2.utils import comm
 
 from alpseg.config import load_config
-from alpseg.utils.io import atomic_open
+from alpseg.utils.io import write_json
 
 from .trainer import AlpsegTrainer
 
@@ -50,8 +49,7 @@ def write_results(results: Dict[str, Any], output_dir: str) -> None:
     if not comm.is_main_process() or not results:
         return
     path = os.path.join(output_dir, "results.json")
-    with atomic_open(path) as f:
-        json.dump(results, f, indent=2, default=float)
+    write_json(path, results)  # strict JSON: a NaN AP (class without ground truth) is written as null
     logger.info("results written to %s", path)
 
 

@@ -35,6 +35,8 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from alpseg.utils.device import pick_device
+
 from .prompts import expand_prompts, get_templates, prompt_name, prompt_parts, validate_prompt_set
 
 __all__ = [
@@ -92,10 +94,10 @@ def encoder_id(model_name: str, pretrained: str, seed: int = DEFAULT_SEED) -> st
 
 
 def resolve_device(device: Optional[str] = None) -> torch.device:
-    """``None`` / ``"auto"`` -> the first CUDA GPU when there is one, else the CPU."""
-    if device is None or str(device).lower() == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+    """``None`` / ``"auto"`` -> the first CUDA GPU when there is one, else the CPU.
+
+    The package's one device picker, :func:`alpseg.utils.device.pick_device`, under this module's old name."""
+    return pick_device(device)
 
 
 def _how_to_get_weights(model_name: str, pretrained: str) -> str:
@@ -247,14 +249,22 @@ class PromptTokenizer:
         return self._parts[parts]
 
     def __call__(self, phrases: Sequence[str]) -> torch.Tensor:
+        return self.tokenize(phrases)[0]
+
+    def tokenize(self, phrases: Sequence[str]) -> Tuple[torch.Tensor, List[bool]]:
+        """Token ids (as ``__call__``) and, per phrase, whether any of its prompt sentences was longer
+        than the context and got truncated (the tokenizer's rule: cut, then end-of-text last)."""
         out = np.zeros((len(phrases) * self.num_templates, self.context_length), dtype=np.int64)
+        truncated = [False] * len(phrases)
         sot, eot = getattr(self.tokenizer, "sot_token_id", None), getattr(self.tokenizer, "eot_token_id", None)
         row = 0
-        for phrase in phrases:
+        for i, phrase in enumerate(phrases):
             name = prompt_name(phrase)
             template_ids = self._template_ids(name) if self.fast and _PLAIN_NAME.fullmatch(name) else None
             if template_ids is None:
-                out[row : row + self.num_templates] = self.tokenizer(expand_prompts(phrase, self.prompts)).numpy()
+                sentences = expand_prompts(phrase, self.prompts)
+                out[row : row + self.num_templates] = self.tokenizer(sentences).numpy()
+                truncated[i] = any(self._was_truncated(s, out[row + k]) for k, s in enumerate(sentences))
                 row += self.num_templates
                 continue
             name_ids = self.tokenizer.encode(name)
@@ -262,9 +272,17 @@ class PromptTokenizer:
                 ids = [sot] + pre + name_ids + suf + [eot]
                 if len(ids) > self.context_length:  # the tokenizer's own truncation rule
                     ids = ids[: self.context_length - 1] + [eot]
+                    truncated[i] = True
                 out[row, : len(ids)] = ids
                 row += 1
-        return torch.from_numpy(out)
+        return torch.from_numpy(out), truncated
+
+    def _was_truncated(self, sentence: str, ids: np.ndarray) -> bool:
+        if ids[-1] == 0:  # the row has padding: the sentence fit
+            return False
+        if not hasattr(self.tokenizer, "encode"):
+            return True  # a full row of a tokenizer that cannot tell: assume it was cut
+        return len(self.tokenizer.encode(sentence)) + 2 > self.context_length
 
 
 class PhraseEncoder:
@@ -299,6 +317,9 @@ class PhraseEncoder:
         self.prompt_tokenizer = PromptTokenizer(self.tokenizer, self.prompts)
         self.truncate = truncate and _can_truncate(self.model)
         self.num_templates = len(get_templates(self.prompts))
+        #: phrases embedded from a truncated prompt (longer than the encoder's context), in order
+        self.truncated_phrases: List[str] = []
+        self._full_rows: Dict[bytes, str] = {}  # token ids of phrases that reach the context end -> phrase
 
     @torch.no_grad()
     def encode_tokens(self, tokens: torch.Tensor) -> torch.Tensor:
@@ -315,21 +336,57 @@ class PhraseEncoder:
         return self.encode_tokens(self.tokenizer(list(sentences)))
 
     def encode(self, phrases: Sequence[str], progress: bool = False) -> np.ndarray:
-        """Unit-norm embeddings (N, D) float32 of ``phrases``, in order (duplicates allowed)."""
+        """Unit-norm embeddings (N, D) float32 of ``phrases``, in order (duplicates allowed).
+
+        Phrases whose prompt sentences exceed the text encoder's context (77 tokens for CLIP) are
+        embedded from their first tokens, as CLIP's tokenizer truncates; they are counted in
+        :attr:`truncated_phrases` and a warning names them. Two *different* phrases that become
+        identical token sequences (e.g. long phrases that differ only after the cut) would get
+        identical rows, so that is an error (``ValueError`` naming both), also across calls.
+        """
         phrases = list(phrases)
         out: List[np.ndarray] = []
         nt = self.num_templates
         batches = range(0, len(phrases), self.batch_size)
+        newly_truncated: List[str] = []
         with tqdm(total=len(phrases), desc="encoding phrases", unit="phrase", disable=not progress) as bar:
             for start in batches:
                 chunk = phrases[start : start + self.batch_size]
-                feats = F.normalize(self.encode_tokens(self.prompt_tokenizer(chunk)), dim=-1)
+                tokens, truncated = self.prompt_tokenizer.tokenize(chunk)
+                newly_truncated += self._check_truncation(chunk, tokens, truncated)
+                feats = F.normalize(self.encode_tokens(tokens), dim=-1)
                 mean = feats.view(len(chunk), nt, -1).mean(dim=1)
                 out.append(F.normalize(mean, dim=-1).numpy())
                 bar.update(len(chunk))
+        if newly_truncated:
+            logger.warning(
+                f"{len(newly_truncated)} of {len(phrases)} phrases are longer than the text encoder's "
+                f"{self.prompt_tokenizer.context_length}-token context in at least one prompt and were truncated "
+                f"(embedded from their first tokens): {newly_truncated[:3]}"
+            )
         if not out:
             return np.zeros((0, self.embed_dim), dtype=np.float32)
         return np.concatenate(out, axis=0).astype(np.float32, copy=False)
+
+    def _check_truncation(self, phrases: List[str], tokens: torch.Tensor, truncated: List[bool]) -> List[str]:
+        """Record truncated phrases; refuse two different phrases with the same full-length tokens."""
+        rows = tokens.view(len(phrases), self.num_templates, -1).numpy()
+        new = []
+        for phrase, ids, cut in zip(phrases, rows, truncated):
+            if not cut and not ids[:, -1].any():
+                continue  # every sentence fits with room to spare: the tokens are the phrase's own
+            key = ids.tobytes()
+            other = self._full_rows.setdefault(key, phrase)
+            if other != phrase:
+                raise ValueError(
+                    f"phrases {other!r} and {phrase!r} are identical in their first "
+                    f"{self.prompt_tokenizer.context_length} tokens (CLIP truncates longer text), so they would "
+                    "get the same embedding: shorten or reword one of them"
+                )
+            if cut and phrase not in self.truncated_phrases:
+                self.truncated_phrases.append(phrase)
+                new.append(phrase)
+        return new
 
     @property
     def embed_dim(self) -> int:

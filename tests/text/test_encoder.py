@@ -179,3 +179,32 @@ def test_prompt_tokenizer_falls_back_when_a_template_glues_to_the_name(monkeypat
     expected = torch.cat([tokenizer(expand_prompts(p, "glued")) for p in ["dog", "bus"]])
     assert torch.equal(fast(["dog", "bus"]), expected)
     assert list(fast._parts.values()) == [None]  # detected as unsafe, tokenized sentence-wise
+
+
+def test_long_phrases_are_counted_and_warned_about(tiny_encoder, caplog):
+    long_a = "red " * 80 + "apple"  # more than 77 tokens in every prompt
+    long_b = "blue " * 30 + "bird"  # 32 tokens: fits
+    with caplog.at_level("WARNING", logger="alpseg.text.encoder"):
+        emb = tiny_encoder.encode(["dog", long_a, long_b, long_a])
+    assert tiny_encoder.truncated_phrases == [long_a]
+    assert "1 of 4 phrases are longer than the text encoder's 77-token context" in caplog.text
+    np.testing.assert_array_equal(emb[1], emb[3])  # duplicates of one phrase are fine
+    # the truncated embedding is that of the first 77 tokens: the tail cannot change it
+    tokens, truncated = tiny_encoder.prompt_tokenizer.tokenize([long_a, long_b])
+    assert truncated == [True, False] and tokens[0, -1].item() == tiny_encoder.tokenizer.eot_token_id
+
+
+def test_phrases_equal_after_truncation_are_an_error(tiny_encoder):
+    head = "big " * 80
+    tiny_encoder.encode([head + "cat"])
+    with pytest.raises(ValueError, match="identical in their first 77 tokens.*shorten or reword"):
+        tiny_encoder.encode([head + "dog"])  # also across calls (a bank extended batch by batch)
+    with pytest.raises(ValueError, match="identical in their first 77 tokens"):
+        tiny_encoder.encode(["x", head + "fish", head + "owl"])  # and within one call
+
+
+def test_truncation_detected_on_the_sentence_by_sentence_path(tiny_model):
+    encoder = PhraseEncoder(tiny_model, "none", "single", device="cpu")
+    phrase = "café " * 80  # not a plain ASCII name: tokenized sentence by sentence
+    _, truncated = encoder.prompt_tokenizer.tokenize([phrase, "café"])
+    assert truncated == [True, False]

@@ -1,7 +1,9 @@
 """tools/curate_alps.py: the SPEC 2.1 contract, skips, --strict, shards + merge, resume, workers."""
+import gzip
 import importlib.util
 import json
 import os
+import re
 
 import numpy as np
 import pytest
@@ -108,7 +110,7 @@ def test_strict_with_workers_stops_cleanly(tmp_path, capsys):
     assert not [t for t in threading.enumerate() if t.name.startswith("QueueFeederThread")]
 
 
-def test_shards_and_merge_equal_one_run(inputs, tmp_path):
+def test_shards_and_merge_equal_one_run(inputs, tmp_path, capsys):
     whole = tmp_path / "whole.json"
     assert run(inputs, whole) == 0
     shards = [tmp_path / f"s{i}.json" for i in range(3)]
@@ -123,12 +125,12 @@ def test_shards_and_merge_equal_one_run(inputs, tmp_path):
     for key in ("images", "alps", "unique_phrases", "skipped", "dropped", "narratives_read", "lines",
                 "images_with_narratives"):
         assert a["report"][key] == b["report"][key]
-    with pytest.raises(ValueError, match="exactly once"):
-        curate.main(["--merge", str(shards[0]), str(shards[1]), "--output", str(tmp_path / "x.json")])
+    assert curate.main(["--merge", str(shards[0]), str(shards[1]), "--output", str(tmp_path / "x.json")]) == 2
+    assert "exactly once" in capsys.readouterr().err  # one line, no traceback (#18)
 
 
 def test_resume_after_a_kill_redoes_only_unfinished_chunks(inputs, tmp_path, monkeypatch):
-    import alpseg.data.alp_curation_run as run_mod
+    import alpseg.data.curation.stream as run_mod
 
     reference = tmp_path / "reference.json"
     assert run(inputs, reference, "--chunk-size", "2") == 0
@@ -146,8 +148,8 @@ def test_resume_after_a_kill_redoes_only_unfinished_chunks(inputs, tmp_path, mon
     with pytest.raises(KeyboardInterrupt):
         run(inputs, out, "--chunk-size", "2")
     assert not out.exists()
-    parts = sorted(os.listdir(str(out) + ".parts"))
-    assert parts == ["chunk_0000000.json", "chunk_0000001.json", "meta.json"]
+    parts = sorted(n[:13] for n in os.listdir(str(out) + ".parts"))  # chunk_<k>_<digest of its lines>.json
+    assert parts == ["chunk_0000000", "chunk_0000001", "meta.json"]
     calls.clear()
     monkeypatch.setattr(run_mod, "curate_doc", lambda n, *a, **k: calls.append(n.narrative_id) or real(n, *a, **k))
     assert run(inputs, out, "--chunk-size", "2") == 0
@@ -157,16 +159,16 @@ def test_resume_after_a_kill_redoes_only_unfinished_chunks(inputs, tmp_path, mon
     assert a["report"]["dropped"] == b["report"]["dropped"]
 
 
-def test_resume_with_other_settings_is_refused(inputs, tmp_path, monkeypatch):
-    import alpseg.data.alp_curation_run as run_mod
+def test_resume_with_other_settings_is_refused(inputs, tmp_path, monkeypatch, capsys):
+    import alpseg.data.curation.stream as run_mod
 
     out = tmp_path / "alps.json"
     monkeypatch.setattr(run_mod, "curate_doc", lambda *a, **k: (_ for _ in ()).throw(KeyboardInterrupt))
     with pytest.raises(KeyboardInterrupt):
         run(inputs, out, "--chunk-size", "2")
     monkeypatch.undo()
-    with pytest.raises(RuntimeError, match="other settings.*options"):
-        run(inputs, out, "--chunk-size", "2", "--temporal-padding", "0.3")
+    assert run(inputs, out, "--chunk-size", "2", "--temporal-padding", "0.3") == 2  # one line, no traceback (#18)
+    assert re.search("other settings.*options", capsys.readouterr().err)
 
 
 def test_two_workers_give_the_same_output(inputs, tmp_path):
@@ -195,3 +197,137 @@ def test_visualize_alps_draws_boxes(inputs, tmp_path):
     # the dog box [50, 20, 80, 60]: its bottom edge is coloured, the image far from boxes stays black
     assert drawn[59:62, 55:75].max() > 100
     assert drawn[85:100, 0:40].max() < 30
+
+
+# ------------------------------------------------------------------------------------- bad inputs (#18)
+def test_gzip_is_read_by_its_magic_bytes_whatever_its_name(inputs, tmp_path):
+    files, info = inputs
+    reference = tmp_path / "reference.json"
+    assert run(inputs, reference) == 0
+    disguised = []
+    for k, path in enumerate(files):  # gzip data named .jsonl, plain text named .jsonl.gz
+        target = tmp_path / (f"g{k}.jsonl" if k == 0 else f"p{k}.jsonl.gz")
+        with open(path, "rb") as src:
+            data = src.read()
+        target.write_bytes(gzip.compress(data) if k == 0 else data)
+        disguised.append(str(target))
+    out = tmp_path / "alps.json"
+    assert run((disguised, info), out) == 0
+    strip = lambda alps: [{k: v for k, v in a.items() if k != "narrative_id"} for a in alps]  # noqa: E731
+    assert strip(load(out)["annotations"]) == strip(load(reference)["annotations"])
+    assert load(out)["report"]["skipped"] == load(reference)["report"]["skipped"]  # no invalid_utf8 lines
+
+
+def test_truncated_gzip_is_one_line_naming_the_file(inputs, tmp_path, capsys):
+    files, info = inputs
+    with open(files[0], "rb") as f:
+        packed = gzip.compress(f.read() * 50)
+    truncated = tmp_path / "cut.jsonl.gz"
+    truncated.write_bytes(packed[: len(packed) // 2])
+    assert run(([str(truncated)], info), tmp_path / "alps.json") == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and str(truncated) in err and "truncated or corrupt gzip" in err
+    assert not (tmp_path / "alps.json").exists()
+
+
+def test_empty_input_is_a_warning_and_a_non_zero_exit(inputs, tmp_path, caplog):
+    _, info = inputs
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("\n\n", encoding="utf-8")
+    out = tmp_path / "alps.json"
+    assert run(([str(empty)], info), out) == 1
+    assert "empty" in caplog.text and not out.exists() and not os.path.exists(str(out) + ".parts")
+    junk = tmp_path / "junk.jsonl"  # lines, but none usable: the report is written, exit 1
+    junk.write_text("{bad\n[]\n", encoding="utf-8")
+    assert run(([str(junk)], info), out) == 1 and load(out)["report"]["skipped"] == {"invalid_json": 1,
+                                                                                      "not_an_object": 1}
+
+
+def test_stale_temp_files_are_removed_on_start(inputs, tmp_path):
+    out = tmp_path / "alps.json"
+    stale = tmp_path / ".tmp-0badc0de-alps.json"
+    stale.write_text("half written", encoding="utf-8")
+    other = tmp_path / ".tmp-12345678-someone_elses.json"
+    other.write_text("x", encoding="utf-8")
+    assert run(inputs, out) == 0
+    assert not stale.exists() and other.exists()
+    assert run(inputs, tmp_path / "new" / "folder" / "alps.json") == 0  # an output folder that is not there yet
+
+
+def test_failed_strict_run_is_resumed_by_the_corrected_rerun(inputs, tmp_path, monkeypatch):
+    import alpseg.data.curation.stream as stream
+
+    files, info = inputs
+    lines = open(files[0], encoding="utf-8").read().splitlines()
+    reference = tmp_path / "reference.json"
+    fixed = tmp_path / "fixed.jsonl"
+    fixed.write_text("\n".join([lines[0], lines[2], lines[0], lines[2], lines[4]]) + "\n", encoding="utf-8")
+    assert run(([str(fixed)], info), reference, "--chunk-size", "2") == 0
+    broken = tmp_path / "n.jsonl"
+    broken.write_text("\n".join([lines[0], lines[2], lines[0], lines[2], "{bad"]) + "\n", encoding="utf-8")
+    out = tmp_path / "alps.json"
+    assert run(([str(broken)], info), out, "--chunk-size", "2", "--strict") == 2
+    broken.write_text(fixed.read_text(encoding="utf-8"), encoding="utf-8")  # the user fixes line 5
+    calls = []
+    real = stream.curate_doc
+    monkeypatch.setattr(stream, "curate_doc", lambda n, *a, **k: calls.append(n.line) or real(n, *a, **k))
+    assert run(([str(broken)], info), out, "--chunk-size", "2", "--strict") == 0
+    assert calls == [5]  # chunks 0 and 1 were kept, only the corrected chunk was curated
+    assert load(out)["annotations"] == [dict(a, narrative_id=a["narrative_id"].replace("fixed", "n"))
+                                        for a in load(reference)["annotations"]]
+
+
+def test_input_edited_in_place_between_kill_and_resume_is_curated_again(inputs, tmp_path, monkeypatch):
+    import alpseg.data.curation.stream as stream
+
+    files, info = inputs
+    out = tmp_path / "alps.json"
+    real = stream.curate_doc
+    calls = []
+
+    def dying(narrative, *a, **k):
+        calls.append(narrative.line)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real(narrative, *a, **k)
+
+    monkeypatch.setattr(stream, "curate_doc", dying)
+    with pytest.raises(KeyboardInterrupt):
+        run(inputs, out, "--chunk-size", "2")
+    monkeypatch.undo()
+    text = open(files[0], encoding="utf-8").read()
+    edited = text.replace('a small white dog', 'a small black dog', 1)  # same size, first chunk
+    assert len(edited) == len(text) and edited != text
+    with open(files[0], "w", encoding="utf-8") as f:
+        f.write(edited)
+    assert run(inputs, out, "--chunk-size", "2") == 0
+    fresh = tmp_path / "fresh.json"
+    assert run(inputs, fresh, "--chunk-size", "2") == 0
+    assert load(out)["annotations"] == load(fresh)["annotations"]
+    assert load(out)["report"]["settings"] == load(fresh)["report"]["settings"]
+    digest = load(out)["report"]["settings"]["input_files"][0]["sha256"]
+    import hashlib
+
+    assert digest == hashlib.sha256(edited.encode("utf-8")).hexdigest()
+
+
+def test_visualize_alps_names_outputs_apart_and_fails_when_nothing_is_drawn(inputs, tmp_path, capsys):
+    from PIL import Image
+
+    out = tmp_path / "alps.json"
+    assert run(inputs, out) == 0
+    data = load(out)
+    root = tmp_path / "images"
+    for sub in ("a", "b"):
+        (root / sub).mkdir(parents=True)
+        Image.fromarray(np.zeros((100, 200, 3), np.uint8)).save(root / sub / "x.png")
+    data["images"] = [dict(im, file_name="a/x.png" if im["id"] == "img_a" else "b/x.png") for im in data["images"]]
+    out.write_text(json.dumps(data))
+    viz = _tool("visualize_alps")
+    assert viz.main(["--alps", str(out), "--image-root", str(root), "--output", str(tmp_path / "viz")]) == 0
+    assert sorted(os.listdir(tmp_path / "viz")) == ["x.jpg", "x_img_a.jpg"] or \
+        sorted(os.listdir(tmp_path / "viz")) == ["x.jpg", "x_7.jpg"]  # the second image of the same name
+    assert viz.main(["--alps", str(out), "--image-root", str(tmp_path / "none"), "--output", str(tmp_path / "v2")]) == 1
+    assert "2 skipped" in capsys.readouterr().out
+    (tmp_path / "bad.json").write_text("[]")
+    assert viz.main(["--alps", str(tmp_path / "bad.json"), "--image-root", str(root), "--output", str(tmp_path / "v3")]) == 2
