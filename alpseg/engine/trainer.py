@@ -9,7 +9,9 @@ GPU, multi-GPU launch. What alpseg adds:
 * the evaluator of each test set is chosen from its metadata ``evaluator_type``, and an
   open-vocabulary model classifies each test set against that set's own vocabulary;
 * after ``--resume`` the loader continues the interrupted run's batch sequence;
-* runs on CPU: AMP (CUDA-only in detectron2) is switched off with a warning when there is no GPU.
+* runs on CPU: AMP (CUDA-only in detectron2) is switched off with a warning when there is no GPU;
+* ``SOLVER.CLIP_GRADIENTS.CLIP_TYPE: "full_model"`` clips the norm of *all* gradients together
+  (detectron2 itself only clips each parameter tensor on its own), see :func:`clip_full_model_gradients`.
 """
 from __future__ import annotations
 
@@ -26,7 +28,37 @@ from torch.nn.parallel import DistributedDataParallel
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["AlpsegTrainer", "build_evaluator"]
+__all__ = ["AlpsegTrainer", "build_evaluator", "clip_full_model_gradients", "FULL_MODEL_CLIP"]
+
+#: SOLVER.CLIP_GRADIENTS.CLIP_TYPE value for clipping the norm of all gradients together
+FULL_MODEL_CLIP = "full_model"
+
+
+def clip_full_model_gradients(optimizer: torch.optim.Optimizer, max_norm: float,
+                              norm_type: float = 2.0) -> torch.optim.Optimizer:
+    """Make ``optimizer.step()`` first scale all gradients so that their joint norm is <= ``max_norm``.
+
+    Unlike per-tensor clipping, the direction of the update is kept. The norm before clipping is
+    logged as ``grad_norm`` when an event storage is active. The optimizer's class is swapped for a
+    subclass in place, so LR schedulers already attached keep working.
+    """
+    if max_norm <= 0:
+        raise ValueError(f"SOLVER.CLIP_GRADIENTS.CLIP_VALUE must be > 0 for {FULL_MODEL_CLIP!r} clipping, got {max_norm}")
+    base = type(optimizer)
+
+    def step(self, closure=None):
+        params = [p for group in self.param_groups for p in group["params"] if p.grad is not None]
+        total = torch.nn.utils.clip_grad_norm_(params, max_norm, norm_type)
+        try:
+            from detectron2.utils.events import get_event_storage
+
+            get_event_storage().put_scalar("grad_norm", float(total))
+        except AssertionError:  # no storage outside a trainer
+            pass
+        return base.step(self, closure)
+
+    optimizer.__class__ = type(base.__name__ + "WithFullModelGradientClipping", (base,), {"step": step})
+    return optimizer
 
 
 def build_evaluator(cfg, dataset_name: str, output_folder: Optional[str] = None) -> DatasetEvaluator:
@@ -74,6 +106,17 @@ class AlpsegTrainer(DefaultTrainer):
             cfg.SOLVER.AMP.ENABLED = False
             cfg.freeze()
         super().__init__(cfg)
+
+    @classmethod
+    def build_optimizer(cls, cfg, model):
+        """detectron2's optimizer; with ``CLIP_TYPE: "full_model"`` the joint gradient norm is clipped."""
+        clip = cfg.SOLVER.CLIP_GRADIENTS
+        if not (clip.ENABLED and clip.CLIP_TYPE == FULL_MODEL_CLIP):
+            return super().build_optimizer(cfg, model)
+        plain = cfg.clone()
+        plain.defrost()
+        plain.SOLVER.CLIP_GRADIENTS.ENABLED = False
+        return clip_full_model_gradients(super().build_optimizer(plain, model), clip.CLIP_VALUE, clip.NORM_TYPE)
 
     @classmethod
     def build_train_loader(cls, cfg, start_iter: int = 0):
