@@ -12,6 +12,7 @@ import os
 import sys
 
 from alpseg.demo.table3 import DEFAULT_SEEDS, run_table3
+from alpseg.utils.cli import add_common_arguments, setup_tool
 
 
 def _seeds(text: str):
@@ -31,8 +32,9 @@ def main(argv=None) -> int:
     p.add_argument("--parallel", type=int, default=3, help="models trained at the same time")
     p.add_argument("--threads", type=int, default=1, help="CPU threads of each model")
     p.add_argument("--iterations", type=int, default=0, help="override SOLVER.MAX_ITER of the demo configs")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar (logs, CI)")
+    add_common_arguments(p)
     args = p.parse_args(argv)
+    setup_tool(args)
     seeds = [args.seed] if args.seed is not None else args.seeds
     if not seeds:
         p.error("no seeds given")
