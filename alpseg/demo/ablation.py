@@ -14,13 +14,13 @@ import hashlib
 import json
 import math
 import os
-import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Sequence, Tuple
 
 from alpseg.data.miniature import CLASSES, MiniatureSizes, write_miniature_world
+from alpseg.demo.table3 import run_tool
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -74,17 +74,6 @@ ABLATIONS: Dict[str, Ablation] = {
 }
 
 
-def _run_tool(cmd: Sequence[str], log_path: str, env: Dict[str, str]) -> None:
-    """Run one tool with its output in ``log_path``; a failure raises with the log's tail."""
-    os.makedirs(os.path.dirname(log_path), exist_ok=True)
-    with open(log_path, "w", encoding="utf-8") as log:
-        proc = subprocess.run(list(cmd), cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
-    if proc.returncode != 0:
-        with open(log_path, encoding="utf-8") as f:
-            tail = f.read()[-3000:]
-        raise RuntimeError(f"failed: {' '.join(cmd)}\nlog {log_path}:\n{tail}")
-
-
 def prepare(output: str, env: Dict[str, str], world_seed: int = 0) -> str:
     """World, curated LocNar-OID and LocNar-COCO ALPs, and one phrase bank; returns the bank's path."""
     data_root = env["DETECTRON2_DATASETS"]
@@ -98,7 +87,7 @@ def prepare(output: str, env: Dict[str, str], world_seed: int = 0) -> str:
     ):
         path = os.path.join(data_root, "alps", f"{name}.json")
         if not os.path.isfile(path):
-            _run_tool([py, "tools/curate_alps.py", "--input", os.path.join(data_root, "localized_narratives", narratives),
+            run_tool([py, "tools/curate_alps.py", "--input", os.path.join(data_root, "localized_narratives", narratives),
                        "--image-info", os.path.join(data_root, info), "--output", path, "--no-progress"],
                       os.path.join(output, "logs", f"curate_{name}.log"), env)
         with open(path, encoding="utf-8") as f:
@@ -112,7 +101,7 @@ def prepare(output: str, env: Dict[str, str], world_seed: int = 0) -> str:
     with open(phrase_file, "w", encoding="utf-8") as f:
         f.write("\n".join(sorted(phrases)) + "\n")
     bank = os.path.join(output, "phrase_bank.npz")
-    _run_tool([py, "tools/embed_phrases.py", "--phrases", phrase_file, "--output", bank, "--pretrained", "none",
+    run_tool([py, "tools/embed_phrases.py", "--phrases", phrase_file, "--output", bank, "--pretrained", "none",
                "--prompts", "single"], os.path.join(output, "logs", "embed_phrases.log"), env)
     return bank
 
@@ -139,7 +128,7 @@ def _train(output: str, bank: str, config: str, overrides: Sequence[str], seed: 
         opts = ["OUTPUT_DIR", out_dir, "MODEL.OPEN_VOCAB.EMBEDDINGS", bank, "SEED", str(seed),
                 "SOLVER.MAX_ITER", str(iterations), "SOLVER.CHECKPOINT_PERIOD", str(iterations),
                 "SOLVER.WARMUP_ITERS", str(max(1, iterations // 8))] + list(overrides)
-        _run_tool([sys.executable, "tools/train_net.py", "--config-file", config, "--num-gpus", "0", "--resume"] + opts,
+        run_tool([sys.executable, "tools/train_net.py", "--config-file", config, "--num-gpus", "0", "--resume"] + opts,
                   os.path.join(out_dir, "train.log"), env)
     return read_metrics(results)
 

@@ -78,10 +78,10 @@ DEMO_SIZES = MiniatureSizes(coco_train=96, coco_val=12, oid_train=192, oid_val=1
 #: the lift that the ALP row must show over the open-vocabulary row (``lift`` in results.json)
 LIFT_PAIRS = {"fcos_mo_alp": "open_vocab", "mrcnn_alp": "mrcnn_open_vocab", "mrcnn_alp_noboxes": "mrcnn_open_vocab"}
 __all__ = ["run_table3", "format_table", "summarize", "environment", "MODELS", "FCOS_MODELS",
-           "MASK_RCNN_MODELS", "DEFAULT_SEEDS", "DEMO_SIZES", "DemoModel"]
+           "MASK_RCNN_MODELS", "DEFAULT_SEEDS", "DEMO_SIZES", "DemoModel", "run_tool"]
 
 
-def _run(cmd: Sequence[str], log_path: str, env: Dict[str, str]) -> None:
+def run_tool(cmd: Sequence[str], log_path: str, env: Dict[str, str]) -> None:
     """Run one tool, its output to ``log_path``; a failure stops the demo with the log's tail."""
     os.makedirs(os.path.dirname(log_path), exist_ok=True)
     with open(log_path, "w", encoding="utf-8") as log:
@@ -156,7 +156,7 @@ def _prepare_seed(output: str, seed: int, sizes: MiniatureSizes, env: Dict[str, 
     write_miniature_world(data_root, seed=seed, sizes=sizes)
     alps = os.path.join(data_root, "alps", "locnar_oid_train_alps.json")
     if not os.path.isfile(alps):
-        _run([py, "tools/curate_alps.py",
+        run_tool([py, "tools/curate_alps.py",
               "--input", os.path.join(data_root, "localized_narratives",
                                       "open_images_train_v6_localized_narratives.jsonl"),
               "--image-info", os.path.join(data_root, "openimages", "annotations", "locnar_oid_train_image_info.json"),
@@ -167,7 +167,7 @@ def _prepare_seed(output: str, seed: int, sizes: MiniatureSizes, env: Dict[str, 
     phrases = sorted(set(curated["phrases"]) | {c.name for c in CLASSES})
     phrase_file = os.path.join(output, "phrases.txt")
     atomic_write(phrase_file, "\n".join(phrases) + "\n")
-    _run([py, "tools/embed_phrases.py", "--phrases", phrase_file, "--output", bank, "--pretrained", "none",
+    run_tool([py, "tools/embed_phrases.py", "--phrases", phrase_file, "--output", bank, "--pretrained", "none",
           "--prompts", "single"], os.path.join(output, "logs", "embed_phrases.log"), env)
     return curated["report"]
 
@@ -218,7 +218,7 @@ def run_table3(output: str, seed: Optional[int] = None, parallel: int = 3, itera
                     "MODEL.OPEN_VOCAB.TEST_VOCABULARY", ",".join(c.name for c in CLASSES)]
             if iterations:
                 opts += ["SOLVER.MAX_ITER", str(iterations)]
-            _run([py, "tools/train_net.py", "--config-file", catalog[name].config, "--num-gpus", "0", "--resume"]
+            run_tool([py, "tools/train_net.py", "--config-file", catalog[name].config, "--num-gpus", "0", "--resume"]
                  + opts, os.path.join(seed_dir, "logs", f"train_{name}.log"), seed_env)
             print(f"[demo]   seed {s}: {name} done ({time.time() - t0:.0f} s since start)", flush=True)
 
@@ -327,12 +327,12 @@ def _pictures(output: str, data_root: str, bank: str, env: Dict[str, str]) -> No
     novel objects, with the full miniature vocabulary."""
     py = sys.executable
     alps = os.path.join(data_root, "alps", "locnar_oid_train_alps.json")
-    _run([py, "tools/visualize_alps.py", "--alps", alps, "--image-root", os.path.join(data_root, "openimages", "train"),
+    run_tool([py, "tools/visualize_alps.py", "--alps", alps, "--image-root", os.path.join(data_root, "openimages", "train"),
           "--output", os.path.join(output, "alps_pictures"), "--num", "4", "--scale", "4"],
          os.path.join(output, "logs", "visualize_alps.log"), env)
     val_images = _images_with_novel_objects(data_root, limit=4)
     model_dir = os.path.join(output, "fcos_mo_alp")
-    _run([py, "tools/demo.py", "--config-file", os.path.join(model_dir, "config.yaml"),
+    run_tool([py, "tools/demo.py", "--config-file", os.path.join(model_dir, "config.yaml"),
           "--weights", os.path.join(model_dir, "model_final.pth"), "--input", *val_images,
           "--vocabulary", ",".join(c.name for c in CLASSES), "--output", os.path.join(output, "predictions"),
           "MODEL.OPEN_VOCAB.EMBEDDINGS", bank], os.path.join(output, "logs", "predictions.log"), env)
