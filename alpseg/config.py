@@ -96,7 +96,7 @@ def add_alpseg_config(cfg: _D2CfgNode) -> None:
     cfg.MODEL.OPEN_VOCAB.PROMPTS = "vild"  # "vild" (63 templates) or "single" ("a photo of {article} {}.")
     cfg.MODEL.OPEN_VOCAB.EMBED_DIM = 512  # text embedding dimension the 1x1 projection maps to
     cfg.MODEL.OPEN_VOCAB.TEMPERATURE = 0.01  # tau in cosine / tau logits
-    cfg.MODEL.OPEN_VOCAB.BG_ALPHA = 0.1  # weight of background log-probabilities in the contrastive loss
+    cfg.MODEL.OPEN_VOCAB.BG_ALPHA = 0.1  # weight of background log-probabilities in the contrastive loss (FCOS-MO and Mask R-CNN*)
     cfg.MODEL.OPEN_VOCAB.EMBEDDINGS = ""  # phrase bank (.npz) holding every training phrase
     cfg.MODEL.OPEN_VOCAB.TEST_VOCABULARY = ""  # dataset name, vocabulary file, or comma list ("" = test set's classes)
     cfg.MODEL.OPEN_VOCAB.NEGATIVES = "global"  # batch vocabulary over all processes ("global", the paper's) or this process's images ("local")
@@ -115,7 +115,12 @@ def add_alpseg_config(cfg: _D2CfgNode) -> None:
     cfg.MODEL.FCOS_MO.TOPK_CANDIDATES_TEST = 1000  # candidates per level before NMS
     cfg.MODEL.FCOS_MO.NMS_THRESH_TEST = 0.2  # class-specific NMS IoU threshold
     cfg.MODEL.FCOS_MO.DETECTIONS_PER_IMAGE = 100  # detections kept per image
-    cfg.MODEL.FCOS_MO.PRIOR_PROB = 0.01  # background prior used to initialise the logit bias
+    cfg.MODEL.FCOS_MO.PRIOR_PROB = 0.01  # initial foreground probability of FCOSMask's sigmoid classes and of LEARNABLE_FG_BIAS
+    cfg.MODEL.FCOS_MO.LEARNABLE_FG_BIAS = False  # not in the paper: a learnable scalar on FCOSMO's foreground logits
+    cfg.MODEL.FCOS_MO.ALP_NORMALIZERS = True  # separate loss-normalizer EMAs for batches holding ALPs (docs/fcos_mo.md)
+    cfg.MODEL.FCOS_MO.NUM_CLASSES = 80  # FCOSMask (closed vocabulary, Table 2) only: sigmoid classes
+    cfg.MODEL.FCOS_MO.FOCAL_LOSS_ALPHA = 0.25  # FCOSMask only: alpha of the sigmoid focal loss
+    cfg.MODEL.FCOS_MO.FOCAL_LOSS_GAMMA = 2.0  # FCOSMask only: gamma of the sigmoid focal loss
     cfg.MODEL.FCOS_MO.BOX_REG_LOSS_WEIGHT = 1.0  # weight of the GIoU loss
     cfg.MODEL.FCOS_MO.CENTERNESS_LOSS_WEIGHT = 1.0  # weight of the centerness BCE
     cfg.MODEL.FCOS_MO.CLS_LOSS_WEIGHT = 1.0  # weight of the region-phrase contrastive loss
@@ -128,12 +133,16 @@ def add_alpseg_config(cfg: _D2CfgNode) -> None:
     cfg.MODEL.MASK_RCNN_STAR.IMAGE_LABEL_LOSS_WEIGHT = 0.1  # weight of the Detic-style image-label loss
     cfg.MODEL.MASK_RCNN_STAR.ALP_SUPERVISION = "boxes"  # how ALPs train: "boxes", "image_labels" or "none"
     cfg.MODEL.MASK_RCNN_STAR.SCORE_CALIBRATION = True  # score = sqrt(class prob * RPN objectness prob)
-    cfg.MODEL.MASK_RCNN_STAR.BG_ALPHA = 1.0  # weight of background RoIs in the classifier loss (RoI sampling already balances)
+    # The background weight is MODEL.OPEN_VOCAB.BG_ALPHA for both models (Base-MaskRCNNStar.yaml sets it).
+    cfg.register_renamed_key(
+        "MODEL.MASK_RCNN_STAR.BG_ALPHA", "MODEL.OPEN_VOCAB.BG_ALPHA",
+        message="Mask R-CNN* and FCOS-MO share one background weight, MODEL.OPEN_VOCAB.BG_ALPHA",
+    )
 
     # ---------------- mask head ----------------
     cfg.MODEL.ROI_MASK_HEAD.HOURGLASS_DEPTH = 20  # convs on the hourglass main path (20 = Hourglass-20)
-    cfg.MODEL.ROI_MASK_HEAD.HOURGLASS_WIDTH = 128  # channels inside the hourglass (docs/fcos_mo.md: cost vs width)
-    cfg.MODEL.ROI_MASK_HEAD.TRAIN_ON_GT_BOXES = True  # train the mask head on GT boxes (not proposals)
+    cfg.MODEL.ROI_MASK_HEAD.HOURGLASS_WIDTH = 128  # channels inside the hourglass (HourglassMaskHead's default too; docs/fcos_mo.md)
+    cfg.MODEL.ROI_MASK_HEAD.TRAIN_ON_GT_BOXES = True  # mask head on GT boxes; must be True (Mask R-CNN* raises on False)
 
     # ---------------- input ----------------
     cfg.INPUT.ALP = C()

@@ -4,7 +4,8 @@
 Both models get the same ResNet-50 + FPN backbone recipe (detectron2's FCOS 1x: MSRA R-50 layout,
 res2+ trainable, GN towers; BN instead of FrozenBN in both, because FrozenBN over random weights
 lets activations overflow) and the same batch of images with the same boxes. FCOS-MO is
-built from ``configs/fcos_reimpl/fcos_R_50_FPN_1x_mask.yaml`` (Hourglass-20 mask head) and, to
+built from ``configs/fcos_reimpl/fcos_R_50_FPN_1x_mask.yaml`` with ``META_ARCHITECTURE FCOSMO``
+(the config itself builds the closed-vocabulary FCOSMask of Table 2; Hourglass-20 mask head) and, to
 isolate the mask head's cost, also with ``MODEL.MASK_ON False``. detectron2's FCOS is the model-zoo
 ``COCO-Detection/fcos_R_50_FPN_1x.py``. Weights are random (timing only); score thresholds are set
 equal (0.05) so both decode the same number of top-k candidates per level.
@@ -84,7 +85,9 @@ def _random_bank(dim: int) -> PhraseBank:
 
 
 def build_fcos_mo(mask_on: bool) -> torch.nn.Module:
-    cfg = load_config(CONFIG, ["MODEL.DEVICE", "cpu", "MODEL.WEIGHTS", "", "MODEL.MASK_ON", str(mask_on),
+    # The Table 2 config builds the closed-vocabulary FCOSMask; the open-vocabulary FCOSMO on its recipe:
+    cfg = load_config(CONFIG, ["MODEL.META_ARCHITECTURE", "FCOSMO",
+                               "MODEL.DEVICE", "cpu", "MODEL.WEIGHTS", "", "MODEL.MASK_ON", str(mask_on),
                                "MODEL.RESNETS.NORM", "BN", "MODEL.FCOS_MO.NMS_THRESH_TEST", "0.6"])
     model = build_model(cfg)
     bank = _random_bank(cfg.MODEL.OPEN_VOCAB.EMBED_DIM)

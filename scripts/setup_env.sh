@@ -10,6 +10,8 @@
 #                          network access. Default: use an importable detectron2 if the interpreter has
 #                          one, else the PyPI wheel sal-detectron2==0.7.2 (see docs/install.md).
 #   ALPSEG_TORCH_SPEC      pip specs for torch/torchvision (default: torch==2.14.1 torchvision==0.29.1)
+#   ALPSEG_CONSTRAINTS     pip constraints file pinning every installed package (default:
+#                          scripts/constraints.txt; empty to resolve freely, e.g. with your own torch)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -18,8 +20,17 @@ VENV=${ALPSEG_VENV:-.venv}
 TORCH_SPEC=${ALPSEG_TORCH_SPEC:-"torch==2.14.1 torchvision==0.29.1"}
 D2_SPEC=${ALPSEG_DETECTRON2_SPEC:-}
 D2_WHEEL="sal-detectron2==0.7.2"
+CONSTRAINTS=${ALPSEG_CONSTRAINTS-scripts/constraints.txt}
+if [ -n "$CONSTRAINTS" ]; then
+  if [ ! -f "$CONSTRAINTS" ]; then
+    echo "[setup] error: constraints file $CONSTRAINTS not found (set ALPSEG_CONSTRAINTS= to install without pins)" >&2
+    exit 1
+  fi
+  # every pip call below resolves to the pinned versions (pip reads PIP_CONSTRAINT)
+  export PIP_CONSTRAINT="$(cd "$(dirname "$CONSTRAINTS")" && pwd)/$(basename "$CONSTRAINTS")"
+fi
 
-inputs_hash=$( { cat scripts/setup_env.sh setup.py; echo "$PYTHON $TORCH_SPEC $D2_SPEC"; } | sha256sum | cut -c1-16)
+inputs_hash=$( { cat scripts/setup_env.sh setup.py ${CONSTRAINTS:+"$CONSTRAINTS"}; echo "$PYTHON $TORCH_SPEC $D2_SPEC $CONSTRAINTS"; } | sha256sum | cut -c1-16)
 stamp="$VENV/.alpseg-setup-$inputs_hash"
 if [ -f "$stamp" ]; then
   echo "[setup] $VENV is up to date (stamp $inputs_hash); nothing to install."

@@ -12,6 +12,8 @@ import argparse
 import os
 import sys
 
+from alpseg.utils.cli import add_common_arguments, setup_tool
+
 
 def get_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -26,12 +28,13 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--score-thresh", type=float, default=0.3, help="initial score threshold of the Segment tab")
     p.add_argument("--host", default="127.0.0.1", help="address to serve on (default: this machine only)")
     p.add_argument("--port", type=int, default=7860)
-    p.add_argument("--no-progress", action="store_true", help="no progress bar while reading narratives")
+    add_common_arguments(p)
     return p
 
 
 def main(argv=None) -> int:
     args = get_parser().parse_args(argv)
+    setup_tool(args)
     if args.demo_dir:
         # the demo's registered datasets (dataset vocabularies) live under its datasets/ folder
         os.environ.setdefault("DETECTRON2_DATASETS", os.path.join(os.path.abspath(args.demo_dir), "datasets"))

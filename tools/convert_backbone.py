@@ -1,15 +1,17 @@
 #!/usr/bin/env python
 """Convert a ResNet checkpoint (torchvision, MoCo, VirTex, ... layouts) to a detectron2 pkl.
 
-    tools/convert_backbone.py IN_CKPT OUT.pkl [--prefix P] [--arch resnet50] [--trust-pickle]
+    tools/convert_backbone.py IN_CKPT OUT.pkl [--prefix P] [--arch resnet50] [--trust-pickle] [--report R.json]
 
-Prints where every key went; exits non-zero (and writes nothing) if a backbone weight is missing.
+Prints where every key went. Exits 1 (and writes nothing) if a backbone weight is missing,
+mis-shaped or holds NaN / Inf, or if the file cannot be read as a checkpoint (one-line error).
 """
 import argparse
-import json
 import sys
 
-from alpseg.transfer.checkpoints import convert_checkpoint, save_detectron2_pkl
+from alpseg.transfer.checkpoints import BackboneLoadError, convert_checkpoint, save_detectron2_pkl
+from alpseg.utils.cli import add_common_arguments, setup_tool
+from alpseg.utils.io import write_json
 
 
 def main(argv=None) -> int:
@@ -20,16 +22,21 @@ def main(argv=None) -> int:
     parser.add_argument("--prefix", default=None, help="backbone key prefix (default: detected)")
     parser.add_argument("--trust-pickle", action="store_true", help="allow arbitrary pickled objects in the file")
     parser.add_argument("--report", default=None, help="also write the full conversion report as JSON")
+    add_common_arguments(parser)
     args = parser.parse_args(argv)
+    setup_tool(args)  # logs e.g. which of several ResNets in the file was chosen
 
-    weights, report = convert_checkpoint(args.input, arch=args.arch, prefix=args.prefix,
-                                         trust_pickle=args.trust_pickle, strict=False)
+    try:
+        weights, report = convert_checkpoint(args.input, arch=args.arch, prefix=args.prefix,
+                                             trust_pickle=args.trust_pickle, strict=False)
+    except (BackboneLoadError, FileNotFoundError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
     print(report.summary())
     if args.report:
-        with open(args.report, "w", encoding="utf-8") as f:
-            json.dump(report.to_dict(), f, indent=1)
+        write_json(args.report, report.to_dict(), indent=1)
     if not report.ok:
-        print(f"error: backbone not fully loaded; {args.output} not written", file=sys.stderr)
+        print(f"error: backbone not fully loaded from {args.input}; {args.output} not written", file=sys.stderr)
         return 1
     save_detectron2_pkl(weights, args.output)
     print(f"wrote {args.output} ({len(weights)} tensors, detectron2 names, matching_heuristics=True)")

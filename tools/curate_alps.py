@@ -11,13 +11,13 @@ OUTPUT.parts/). See docs/alp_curation.md.
 import argparse
 import dataclasses
 import json
-import logging
 import sys
 
 from alpseg.data.curation import CurationConfig, CurationJob, format_report, load_word_list, merge_shards, parse_shard
 from alpseg.data.curation.config import load_vocabulary
 from alpseg.data.curation.job import NothingToCurate
 from alpseg.data.narratives import NarrativeFormatError, NarrativeInputError
+from alpseg.utils.cli import add_common_arguments, setup_tool
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -49,14 +49,14 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=64, help="texts per spaCy batch")
     p.add_argument("--chunk-size", type=int, default=2000, help="narratives per resumable checkpoint")
     p.add_argument("--strict", action="store_true", help="fail on the first unusable line instead of skipping it")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_common_arguments(p)
     return p
 
 
 def main(argv=None) -> int:
     parser = get_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
+    logger = setup_tool(args)
     if args.merge:
         try:
             report = merge_shards(args.merge, args.output)
@@ -87,7 +87,7 @@ def main(argv=None) -> int:
         try:
             report = job.run()
         except NothingToCurate as e:
-            logging.warning("%s", e)
+            logger.warning("%s", e)
             return 1
         except (NarrativeFormatError, NarrativeInputError, FileNotFoundError, RuntimeError, ValueError) as e:
             print(f"error: {e}", file=sys.stderr)  # one line naming the file and the fix, no traceback
@@ -97,7 +97,7 @@ def main(argv=None) -> int:
     if "timing" in report:
         print("timing: " + json.dumps(report["timing"]))
     if not report["narratives_read"]:
-        logging.warning("no usable narrative in the inputs (see 'narratives skipped'): %s has no ALP", args.output)
+        logger.warning("no usable narrative in the inputs (see 'narratives skipped'): %s has no ALP", args.output)
         return 1
     return 0
 

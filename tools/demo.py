@@ -25,6 +25,7 @@ import sys
 from collections import Counter
 
 import alpseg  # noqa: F401  (registers models and datasets)
+from alpseg.utils.cli import add_common_arguments, setup_tool
 
 
 def _predictor(args):
@@ -60,9 +61,10 @@ def main(argv=None) -> int:
     p.add_argument("--vocabulary", help="comma list, phrase file, or dataset name (with --onnx: optional)")
     p.add_argument("--output", default="output/demo_predictions", help="folder for the drawn images")
     p.add_argument("--score-thresh", type=float, default=0.3, help="draw detections above this score")
-    p.add_argument("--no-progress", action="store_true", help="accepted for symmetry; outputs are listed as written")
+    add_common_arguments(p)
     p.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE config overrides")
     args = p.parse_args(argv)
+    setup_tool(args)
     if args.onnx and (args.config_file or args.weights):
         p.error("--onnx runs an export: leave out --config-file and --weights")
     if not args.onnx and not (args.config_file and args.weights and args.vocabulary):

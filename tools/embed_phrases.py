@@ -17,6 +17,7 @@ import alpseg  # noqa: F401  (registers the dataset names --phrases may refer to
 from alpseg.text.bank import read_phrase_source, update_bank_file
 from alpseg.text.encoder import PhraseEncoder
 from alpseg.text.prompts import PROMPT_SETS, normalize_phrase
+from alpseg.utils.cli import add_common_arguments, setup_tool
 
 
 def main(argv=None) -> int:
@@ -34,7 +35,9 @@ def main(argv=None) -> int:
                         help="storage type of a new bank (an existing bank keeps its own)")
     parser.add_argument("--save-every", type=float, default=600.0,
                         help="seconds between intermediate saves (resumable runs; default 600)")
+    add_common_arguments(parser)
     args = parser.parse_args(argv)
+    setup_tool(args)
 
     raw = read_phrase_source(args.phrases)
     phrases = [p for p in raw if normalize_phrase(p)]

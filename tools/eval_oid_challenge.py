@@ -44,7 +44,9 @@ def parse_args(argv=None):
     p.add_argument("--plot", help="also write the per-category AP bar plot here (.png / .pdf)")
     p.add_argument("--strict", action="store_true",
                    help="stop at the first malformed CSV row (or score outside [0, 1]) instead of counting it")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    from alpseg.utils.cli import add_common_arguments
+
+    add_common_arguments(p)
     p.add_argument("--quiet", action="store_true", help=argparse.SUPPRESS)  # old name of --no-progress
     return p.parse_args(argv)
 
@@ -55,9 +57,9 @@ def _fail(message: str) -> SystemExit:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    from detectron2.utils.logger import setup_logger
+    from alpseg.utils.cli import setup_tool
 
-    logger = setup_logger(name="alpseg", abbrev_name="alpseg")
+    logger = setup_tool(args)
     from alpseg.evaluation.oid_challenge import evaluate_oid_challenge_files
     from alpseg.evaluation.oid_io import atomic_write, read_class_list
     from alpseg.evaluation.reporting import log_results, plot_per_category_ap, results_markdown, write_json

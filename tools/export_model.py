@@ -16,11 +16,11 @@ phrases are looked up in the model's phrase bank (MODEL.OPEN_VOCAB.EMBEDDINGS). 
 show an object the model detects: tracing records the path this image takes.
 """
 import argparse
-import logging
 import os
 import sys
 
 import alpseg  # noqa: F401  (registers models and datasets)
+from alpseg.utils.cli import add_common_arguments, setup_tool
 
 
 def main(argv=None) -> int:
@@ -37,10 +37,10 @@ def main(argv=None) -> int:
     p.add_argument("--fold-batch-norms", action="store_true",
                    help="fold batch norms into the convs before export (equal up to float rounding)")
     p.add_argument("--output", required=True, help="folder for model.onnx / model.ts and its sidecar JSON")
-    p.add_argument("--no-progress", action="store_true", help="accepted for symmetry with the other tools")
+    add_common_arguments(p)
     p.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE config overrides")
     args = p.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="[export] %(message)s")
+    setup_tool(args)
 
     from detectron2.checkpoint import DetectionCheckpointer
     from detectron2.data.detection_utils import read_image

@@ -13,6 +13,8 @@ from collections import defaultdict
 
 from PIL import Image
 
+from alpseg.utils.cli import add_common_arguments, setup_tool
+
 
 def get_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -23,6 +25,7 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--num", type=int, default=8, help="how many random images when --image-id is not given")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--scale", type=float, default=1.0)
+    add_common_arguments(p)
     return p
 
 
@@ -33,6 +36,7 @@ def main(argv=None) -> int:
     from alpseg.utils.io import atomic_write
 
     args = get_parser().parse_args(argv)
+    setup_tool(args)
     try:
         with open(args.alps, encoding="utf-8") as f:
             data = json.load(f)

@@ -10,6 +10,9 @@ Two views of one file:
 
 Boxes are clipped to the image; a box with no area left is dropped and counted in the log (curation
 already drops degenerate boxes, so this only catches hand-edited or foreign files).
+
+:func:`merge_alps_per_image` joins a mask dataset and the ALPs of the *same* images (LocNar-COCO on
+COCO) into one record per image, the alternative to alternating their batches (docs/fcos_mo.md).
 """
 from __future__ import annotations
 
@@ -17,11 +20,12 @@ import json
 import logging
 import os
 from collections import defaultdict
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Sequence
 
+import numpy as np
 from detectron2.structures import BoxMode
 
-__all__ = ["load_alp_json", "load_alp_image_labels_json"]
+__all__ = ["load_alp_json", "load_alp_image_labels_json", "merge_alps_per_image"]
 
 logger = logging.getLogger(__name__)
 
@@ -92,3 +96,63 @@ def load_alp_image_labels_json(json_file: str, image_root: str,
     logger.info("Loaded %d images with image-level phrases from %s%s", len(records), json_file,
                 f" ({dataset_name})" if dataset_name else "")
     return records
+
+
+def _xyxy(annotations: Sequence[Dict[str, Any]]) -> np.ndarray:
+    boxes = [BoxMode.convert(list(a["bbox"]), a.get("bbox_mode", BoxMode.XYWH_ABS), BoxMode.XYXY_ABS)
+             for a in annotations]
+    return np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+
+
+def _iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Pairwise IoU of XYXY boxes ``(N, 4)`` x ``(M, 4)``."""
+    lt = np.maximum(a[:, None, :2], b[None, :, :2])
+    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
+    inter = np.clip(rb - lt, 0, None).prod(axis=2)
+    area_a = (a[:, 2:] - a[:, :2]).clip(min=0).prod(axis=1)
+    area_b = (b[:, 2:] - b[:, :2]).clip(min=0).prod(axis=1)
+    union = area_a[:, None] + area_b[None, :] - inter
+    return np.where(union > 0, inter / np.where(union > 0, union, 1), 0.0)
+
+
+def merge_alps_per_image(mask_dicts: List[Dict[str, Any]], alp_dicts: List[Dict[str, Any]],
+                         overlap_iou: float = 0.5, dataset_name: str = "") -> List[Dict[str, Any]]:
+    """One record per image with its mask annotations and the ALPs that describe other objects.
+
+    Images are matched by ``image_id`` (compared as strings). An ALP whose box has IoU >= ``overlap_iou``
+    with the box of any of the image's annotations (crowd ones included) is dropped: that object is
+    already supervised by its mask, under its class name. The other ALPs are appended (``is_alp``
+    True), so an object without a mask annotation (a novel class) is foreground in the same batch in
+    which the masks are. Images with ALPs but no record in ``mask_dicts`` are added as ALP-only
+    records; records are copied, the inputs are not modified. The counts are logged.
+    """
+    if not 0.0 < overlap_iou <= 1.0:
+        raise ValueError(f"overlap_iou must be in (0, 1], got {overlap_iou}")
+    alps_by_image: Dict[str, Dict[str, Any]] = {}
+    for d in alp_dicts:
+        key = str(d["image_id"])
+        if key in alps_by_image:
+            raise ValueError(f"{dataset_name or 'ALP dataset'}: image {key!r} appears twice")
+        alps_by_image[key] = d
+    merged, kept, dropped, used = [], 0, 0, set()
+    for d in mask_dicts:
+        key = str(d["image_id"])
+        record = dict(d, annotations=list(d.get("annotations", [])))
+        alp = alps_by_image.get(key)
+        if alp is not None:
+            used.add(key)
+            alp_annos = alp.get("annotations", [])
+            if record["annotations"] and alp_annos:
+                overlap = (_iou(_xyxy(alp_annos), _xyxy(record["annotations"])) >= overlap_iou).any(axis=1)
+            else:
+                overlap = np.zeros(len(alp_annos), dtype=bool)
+            record["annotations"] += [a for a, o in zip(alp_annos, overlap) if not o]
+            kept += int((~overlap).sum())
+            dropped += int(overlap.sum())
+        merged.append(record)
+    alp_only = [dict(d, annotations=list(d["annotations"])) for k, d in alps_by_image.items() if k not in used]
+    kept += sum(len(d["annotations"]) for d in alp_only)
+    logger.info("%s: merged ALPs into %d mask images: kept %d ALPs, dropped %d overlapping a mask annotation "
+                "(IoU >= %.2f); %d ALP-only images added", dataset_name or "merge", len(used), kept, dropped,
+                overlap_iou, len(alp_only))
+    return merged + alp_only

@@ -14,7 +14,6 @@ tool exits with status 2, also when they happen in a launched process.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import sys
@@ -26,7 +25,7 @@ from detectron2.engine import default_argument_parser, default_setup, launch
 from detectron2.utils import comm
 
 from alpseg.config import ConfigKeyError, load_config
-from alpseg.utils.io import atomic_open
+from alpseg.utils.io import write_json
 
 from .checkpoint import AlpsegCheckpointer, CheckpointError
 from .trainer import AlpsegTrainer, PhraseCoverageError
@@ -92,8 +91,7 @@ def write_results(results: Dict[str, Any], output_dir: str) -> None:
     if not comm.is_main_process() or not results:
         return
     path = os.path.join(output_dir, "results.json")
-    with atomic_open(path) as f:
-        json.dump(results, f, indent=2, default=float)
+    write_json(path, results)  # strict JSON: a NaN AP (class without ground truth) is written as null
     logger.info("results written to %s", path)
 
 

@@ -15,7 +15,9 @@ GPU, multi-GPU launch. What alpseg adds:
 * checkpoints are saved atomically and loaded under a matching policy (:mod:`.checkpoint`);
 * the phrase bank is checked to hold every training phrase before iteration 0;
 * runs on CPU, also in several processes (DDP over gloo); AMP (CUDA-only in detectron2) is switched
-  off with a warning when there is no GPU.
+  off with a warning when there is no GPU;
+* ``SOLVER.CLIP_GRADIENTS.CLIP_TYPE: "full_model"`` clips the norm of *all* gradients together
+  (detectron2 itself only clips each parameter tensor on its own), see :func:`clip_full_model_gradients`.
 """
 from __future__ import annotations
 
@@ -42,7 +44,38 @@ from .checkpoint import AlpsegCheckpointer
 logger = logging.getLogger(__name__)
 
 __all__ = ["AlpsegTrainer", "build_evaluator", "TrainingStateHook", "PhraseCoverageError", "rng_states",
-           "set_rng_states", "sync_bn_for_cpu", "GlooSyncBatchNorm"]
+           "set_rng_states", "sync_bn_for_cpu", "GlooSyncBatchNorm", "clip_full_model_gradients", "FULL_MODEL_CLIP"]
+
+#: SOLVER.CLIP_GRADIENTS.CLIP_TYPE value for clipping the norm of all gradients together
+FULL_MODEL_CLIP = "full_model"
+
+
+def clip_full_model_gradients(optimizer: torch.optim.Optimizer, max_norm: float,
+                              norm_type: float = 2.0) -> torch.optim.Optimizer:
+    """Make ``optimizer.step()`` first scale all gradients so that their joint norm is <= ``max_norm``.
+
+    Unlike per-tensor clipping, the direction of the update is kept. The norm before clipping is
+    logged as ``grad_norm`` when an event storage is active. The optimizer's class is swapped for a
+    subclass in place, so LR schedulers already attached keep working.
+    """
+    if max_norm <= 0:
+        raise ValueError(f"SOLVER.CLIP_GRADIENTS.CLIP_VALUE must be > 0 for {FULL_MODEL_CLIP!r} clipping, got {max_norm}")
+    base = type(optimizer)
+
+    def step(self, closure=None):
+        params = [p for group in self.param_groups for p in group["params"] if p.grad is not None]
+        total = torch.nn.utils.clip_grad_norm_(params, max_norm, norm_type)
+        try:
+            from detectron2.utils.events import get_event_storage
+
+            get_event_storage().put_scalar("grad_norm", float(total))
+        except AssertionError:  # no storage outside a trainer
+            pass
+        return base.step(self, closure)
+
+    optimizer.__class__ = type(base.__name__ + "WithFullModelGradientClipping", (base,), {"step": step})
+    return optimizer
+
 
 HISTORY_KEPT = 200  # metric values per name kept in a checkpoint (writers smooth over the last 20)
 
@@ -298,6 +331,17 @@ class AlpsegTrainer(DefaultTrainer):
             at = next(i for i, h in enumerate(ret) if isinstance(h, hooks.EvalHook))
         ret.insert(at, state)
         return ret
+
+    @classmethod
+    def build_optimizer(cls, cfg, model):
+        """detectron2's optimizer; with ``CLIP_TYPE: "full_model"`` the joint gradient norm is clipped."""
+        clip = cfg.SOLVER.CLIP_GRADIENTS
+        if not (clip.ENABLED and clip.CLIP_TYPE == FULL_MODEL_CLIP):
+            return super().build_optimizer(cfg, model)
+        plain = cfg.clone()
+        plain.defrost()
+        plain.SOLVER.CLIP_GRADIENTS.ENABLED = False
+        return clip_full_model_gradients(super().build_optimizer(plain, model), clip.CLIP_VALUE, clip.NORM_TYPE)
 
     @classmethod
     def build_train_loader(cls, cfg, start_iter: int = 0):

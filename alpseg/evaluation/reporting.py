@@ -6,13 +6,13 @@ display nor changes the backend of a user's interactive session.
 """
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
-from alpseg.utils.io import atomic_open, atomic_write
+from alpseg.utils.io import atomic_open, atomic_write, write_json
+from alpseg.utils.markdown import markdown_table
 
 __all__ = [
     "markdown_table",
@@ -37,24 +37,6 @@ def _fmt(value: Any, percent: bool) -> str:
     if isinstance(value, float):
         return f"{100 * value:.1f}" if percent else f"{value:.3f}"
     return str(value)
-
-
-def markdown_table(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
-    """A GitHub-flavoured Markdown table; numeric columns are right-aligned."""
-    rows = [[str(c) for c in r] for r in rows]
-    numeric = [all(_is_number(r[i]) for r in rows) and bool(rows) for i in range(len(header))]
-    lines = ["| " + " | ".join(header) + " |",
-             "|" + "|".join("---:" if n else "---" for n in numeric) + "|"]
-    lines += ["| " + " | ".join(c.replace("|", "\\|") for c in r) + " |" for r in rows]
-    return "\n".join(lines) + "\n"
-
-
-def _is_number(text: str) -> bool:
-    try:
-        float(text)
-        return True
-    except ValueError:
-        return text == "-"
 
 
 def results_markdown(results: Mapping[str, Any], title: str = "Open Images challenge mask AP50",
@@ -110,23 +92,6 @@ def log_results(results: Mapping[str, Any], logger: Optional[logging.Logger] = N
             parts.append(f"{key}={_fmt(results[key], percent)}")
     logger.info("%s: %s", title, ", ".join(parts))
     logger.info("\n%s", results_markdown(results, title=title, percent=percent))
-
-
-def _json_safe(obj: Any) -> Any:
-    if isinstance(obj, float) and (math.isnan(obj) or math.isinf(obj)):
-        return None
-    if isinstance(obj, Mapping):
-        return {str(k): _json_safe(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_json_safe(v) for v in obj]
-    if hasattr(obj, "item") and callable(obj.item):  # numpy scalars
-        return _json_safe(obj.item())
-    return obj
-
-
-def write_json(path: str, obj: Any) -> None:
-    """Atomic JSON write; NaN/inf become ``null`` (strict JSON has no NaN)."""
-    atomic_write(path, json.dumps(_json_safe(obj), indent=2, sort_keys=False) + "\n")
 
 
 def plot_per_category_ap(per_class: Mapping[str, float], path: str,

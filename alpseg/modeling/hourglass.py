@@ -42,6 +42,8 @@ from detectron2.modeling.roi_heads.mask_head import (
 )
 from detectron2.structures import Instances
 
+from .instance_fields import gt_has_mask
+
 __all__ = ["HourglassMaskHead", "ResidualBlock", "hourglass_stage_blocks", "select_mask_instances"]
 
 NUM_STAGES = 5  # enc0, enc1, center, dec1, dec0
@@ -105,18 +107,9 @@ def _stage(in_channels: int, width: int, num_blocks: int, stride: int, norm: str
     return nn.Sequential(*blocks)
 
 
-def _has_mask(inst: Instances, device: torch.device) -> Tensor:
-    if inst.has("gt_has_mask"):
-        return inst.gt_has_mask.to(device=device, dtype=torch.bool)
-    return torch.ones(len(inst), dtype=torch.bool, device=device)
-
-
 def select_mask_instances(instances: List[Instances]) -> List[Instances]:
-    """Keep, per image, the instances that have a ground-truth mask (``gt_has_mask``).
-
-    Instances without the field are taken to all have masks (plain detectron2 data).
-    """
-    return [inst[inst.gt_has_mask.bool()] if inst.has("gt_has_mask") else inst for inst in instances]
+    """Keep, per image, the instances that have a ground-truth mask (:func:`gt_has_mask`)."""
+    return [inst[gt_has_mask(inst)] for inst in instances]
 
 
 @ROI_MASK_HEAD_REGISTRY.register()
@@ -124,7 +117,7 @@ class HourglassMaskHead(BaseMaskRCNNHead):
     """Class-agnostic Hourglass mask head; see the module docstring for the layout."""
 
     @configurable
-    def __init__(self, input_shape: ShapeSpec, *, depth: int = 20, width: int = 256, norm: str = "", **kwargs):
+    def __init__(self, input_shape: ShapeSpec, *, depth: int = 20, width: int = 128, norm: str = "", **kwargs):
         """
         Args:
             input_shape: shape of the RoI features (channels; height/width are not needed).
@@ -197,7 +190,7 @@ class HourglassMaskHead(BaseMaskRCNNHead):
             else:
                 mask_rcnn_inference(logits, instances)
             return instances
-        keep = torch.cat([_has_mask(inst, x.device) for inst in instances]) if instances else None
+        keep = torch.cat([gt_has_mask(inst, x.device) for inst in instances]) if instances else None
         if keep is not None:
             if keep.numel() != x.shape[0]:
                 raise ValueError(f"{x.shape[0]} RoI features for {keep.numel()} instances")

@@ -46,6 +46,7 @@ from detectron2.modeling.roi_heads.fast_rcnn import FastRCNNOutputLayers, _log_c
 from detectron2.structures import Boxes, ImageList, Instances
 from detectron2.utils.events import get_event_storage
 
+from .instance_fields import gt_has_mask, gt_is_alp
 from .open_vocab import OpenVocabClassifier, region_phrase_contrastive_loss
 from .vocabulary import PhraseVocabularyMixin, instance_phrases, vocabulary_kwargs_from_config
 
@@ -192,7 +193,7 @@ class OpenVocabFastRCNNOutputLayers(FastRCNNOutputLayers):
         ret.update(
             embed_dim=cfg.MODEL.OPEN_VOCAB.EMBED_DIM,
             temperature=cfg.MODEL.OPEN_VOCAB.TEMPERATURE,
-            bg_alpha=cfg.MODEL.MASK_RCNN_STAR.BG_ALPHA,
+            bg_alpha=cfg.MODEL.OPEN_VOCAB.BG_ALPHA,
             score_calibration=cfg.MODEL.MASK_RCNN_STAR.SCORE_CALIBRATION,
         )
         if cfg.MODEL.ROI_BOX_HEAD.USE_SIGMOID_CE or cfg.MODEL.ROI_BOX_HEAD.USE_FED_LOSS:
@@ -348,7 +349,7 @@ class MaskRCNNStarROIHeads(StandardROIHeads):
             return {}
         instances = []
         for t in targets:
-            t = t[t.gt_has_mask] if len(t) else t
+            t = t[gt_has_mask(t)] if len(t) else t
             inst = Instances(t.image_size, proposal_boxes=t.gt_boxes)
             if len(t):
                 inst.gt_masks = t.gt_masks
@@ -424,7 +425,7 @@ class MaskRCNNStar(PhraseVocabularyMixin, GeneralizedRCNN):
         device = self.device
         boxes = inst.gt_boxes[keep] if inst.has("gt_boxes") else Boxes(torch.zeros((0, 4), device=device))
         n = len(boxes)
-        has_mask = inst.gt_has_mask[keep].bool() if inst.has("gt_has_mask") else torch.zeros(n, dtype=torch.bool, device=device)
+        has_mask = gt_has_mask(inst, device)[keep]
         target = Instances(inst.image_size, gt_boxes=boxes, gt_has_mask=has_mask)
         target.gt_classes = torch.zeros(n, dtype=torch.long, device=device)  # 0 = foreground (class-agnostic)
         if has_mask.any():
@@ -444,10 +445,7 @@ class MaskRCNNStar(PhraseVocabularyMixin, GeneralizedRCNN):
                 raise KeyError("Mask R-CNN* training inputs need 'instances' (use alpseg's dataset mapper)")
             inst = x["instances"].to(self.device)
             phrases = instance_phrases(inst, "Mask R-CNN*")
-            if inst.has("gt_is_alp"):
-                is_alp = inst.gt_is_alp.bool()
-            else:
-                is_alp = torch.zeros(len(inst), dtype=torch.bool, device=self.device)
+            is_alp = gt_is_alp(inst, self.device)
             image_phrases = list(x.get("image_phrases", None) or [])
             keep = torch.ones_like(is_alp) if self.alp_supervision == "boxes" else ~is_alp
             keep_list = keep.tolist()

@@ -28,8 +28,8 @@ class OpenVocabClassifier(nn.Module):
     """Project region features to the text space and score them against phrase embeddings.
 
     ``forward(x, phrase_embeddings)`` returns logits with ``K + 1`` entries in the last dimension:
-    ``cos(proj(x), e_k) / tau`` for the ``K`` phrases, then the background logit 0 (plus the optional
-    learnable foreground bias, see ``prior_prob``).
+    ``cos(proj(x), e_k) / tau`` for the ``K`` phrases, then the background logit 0 (plus the optional,
+    non-paper learnable foreground bias, see ``fg_bias_prior``).
 
     Accepted feature layouts:
 
@@ -44,34 +44,34 @@ class OpenVocabClassifier(nn.Module):
         in_channels: int,
         embed_dim: int = 512,
         temperature: float = 0.01,
-        prior_prob: float = 0.0,
+        *,
+        fg_bias_prior: float = 0.0,
     ):
         """
         Args:
             in_channels: channels of the region features.
             embed_dim: dimension of the phrase embeddings (512 for CLIP ViT-B/32).
             temperature: tau; logits are cosine / tau (0.01 in the paper).
-            prior_prob: if > 0, add one learnable scalar to every *foreground* logit, initialised to
-                ``log(p / (1 - p))``. The paper does not say how the classifier is initialised; with a
-                random projection and tau = 0.01 the initial foreground logits are spread over several
-                units around 0 (the background logit), so every location starts out confident in some
-                random phrase. The bias starts foreground probabilities near ``p`` as FCOS's prior does
-                and is free to move. 0 disables it (the classifier is then exactly cosine / tau).
+            fg_bias_prior: 0 (default) is the paper's classifier: logits exactly cosine / tau and a
+                fixed 0 for background. If > 0, one learnable scalar is added to every *foreground*
+                logit, initialised to ``log(p / (1 - p))``: equivalent to a learnable background
+                logit, it starts foreground probabilities near ``p`` as FCOS's prior does. Not in
+                the paper; an option for ``MODEL.FCOS_MO.LEARNABLE_FG_BIAS`` (docs/fcos_mo.md measures it).
         """
         super().__init__()
         if temperature <= 0:
             raise ValueError(f"temperature must be > 0, got {temperature}")
-        if not 0.0 <= prior_prob < 1.0:
-            raise ValueError(f"prior_prob must be in [0, 1), got {prior_prob}")
+        if not 0.0 <= fg_bias_prior < 1.0:
+            raise ValueError(f"fg_bias_prior must be in [0, 1), got {fg_bias_prior}")
         self.in_channels = int(in_channels)
         self.embed_dim = int(embed_dim)
         self.temperature = float(temperature)
         self.proj = nn.Linear(self.in_channels, self.embed_dim)
         nn.init.normal_(self.proj.weight, std=0.01)
         nn.init.constant_(self.proj.bias, 0.0)
-        if prior_prob > 0:
+        if fg_bias_prior > 0:
             self.fg_bias: Optional[nn.Parameter] = nn.Parameter(
-                torch.tensor(math.log(prior_prob / (1.0 - prior_prob)))
+                torch.tensor(math.log(fg_bias_prior / (1.0 - fg_bias_prior)))
             )
         else:
             self.register_parameter("fg_bias", None)

@@ -35,6 +35,8 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from alpseg.utils.device import pick_device
+
 from .prompts import expand_prompts, get_templates, prompt_name, prompt_parts, validate_prompt_set
 
 __all__ = [
@@ -92,10 +94,10 @@ def encoder_id(model_name: str, pretrained: str, seed: int = DEFAULT_SEED) -> st
 
 
 def resolve_device(device: Optional[str] = None) -> torch.device:
-    """``None`` / ``"auto"`` -> the first CUDA GPU when there is one, else the CPU."""
-    if device is None or str(device).lower() == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+    """``None`` / ``"auto"`` -> the first CUDA GPU when there is one, else the CPU.
+
+    The package's one device picker, :func:`alpseg.utils.device.pick_device`, under this module's old name."""
+    return pick_device(device)
 
 
 def _how_to_get_weights(model_name: str, pretrained: str) -> str:

@@ -119,10 +119,11 @@ class ConversionReport:
     unmatched: List[str] = field(default_factory=list)  # under the prefix, neither trunk nor head
     missing: List[str] = field(default_factory=list)  # expected trunk keys (input naming) absent
     shape_mismatch: List[Tuple[str, Tuple[int, ...], Tuple[int, ...]]] = field(default_factory=list)
+    non_finite: List[Tuple[str, int, int]] = field(default_factory=list)  # (input key, NaN/Inf count, numel)
 
     @property
     def ok(self) -> bool:
-        return not self.missing and not self.shape_mismatch
+        return not self.missing and not self.shape_mismatch and not self.non_finite
 
     def to_dict(self) -> Dict[str, Any]:
         return {
@@ -137,6 +138,7 @@ class ConversionReport:
             "unmatched": self.unmatched,
             "missing": self.missing,
             "shape_mismatch": [[k, list(a), list(b)] for k, a, b in self.shape_mismatch],
+            "non_finite": [list(t) for t in self.non_finite],
             "ok": self.ok,
         }
 
@@ -160,9 +162,11 @@ class ConversionReport:
             lines.append(f"  MISSING backbone weight: {key}")
         for key, got, want in self.shape_mismatch:
             lines.append(f"  SHAPE MISMATCH {key}: checkpoint {tuple(got)} vs {self.arch} {tuple(want)}")
+        for key, bad, n in self.non_finite:
+            lines.append(f"  NON-FINITE {key}: {bad} of {n} values are NaN or Inf")
         lines.append("  backbone complete" if self.ok else
                      f"  backbone INCOMPLETE: {len(self.missing)} missing, "
-                     f"{len(self.shape_mismatch)} mis-shaped")
+                     f"{len(self.shape_mismatch)} mis-shaped, {len(self.non_finite)} with NaN/Inf")
         return "\n".join(lines)
 
 
@@ -179,27 +183,65 @@ def _group_by_first_component(keys: Sequence[str], prefix: str) -> str:
 # reading
 
 
+#: How the checkpoint formats this module reads begin: torch.save's zip format, and pickles
+#: (legacy torch.save, detectron2 / Caffe2 pkl files) whose protocol-2+ opcode is 0x80.
+_MAGIC = ((b"PK\x03\x04", "zip"), (b"\x80", "pickle"))
+
+
+def _sniff(path: str) -> str:
+    """"zip" or "pickle", or a one-line :class:`BackboneLoadError` for an empty or foreign file."""
+    with open(path, "rb") as f:
+        head = f.read(16)
+    if not head:
+        raise BackboneLoadError(f"{path}: the checkpoint file is empty (0 bytes); download or copy it again")
+    for magic, kind in _MAGIC:
+        if head.startswith(magic):
+            return kind
+    looks = "a text file" if all(32 <= b < 127 or b in b"\t\r\n" for b in head) else "not a checkpoint"
+    raise BackboneLoadError(
+        f"{path}: {looks} (starts with {head[:12]!r}), not a torch.save / pickle checkpoint; "
+        "check the path (an HTML error page saved by a failed download looks like this)")
+
+
 def load_checkpoint_file(path: str, trust_pickle: bool = False) -> Any:
     """Read a checkpoint from disk without executing code unless ``trust_pickle``.
 
     ``.pkl`` files are detectron2 / Caffe2 style pickles of numpy arrays; everything else goes
     through ``torch.load(weights_only=True)``, which refuses arbitrary objects. Files written by
-    trainers that pickle custom classes need ``trust_pickle=True`` (only for files you trust).
+    trainers that pickle custom classes need ``trust_pickle=True`` (only for files you trust). An
+    empty, truncated or foreign file is a one-line :class:`BackboneLoadError` naming it.
     """
     if not os.path.isfile(path):
         raise FileNotFoundError(f"checkpoint {path!r} does not exist")
-    if path.endswith(".pkl"):
-        with open(path, "rb") as f:
-            if trust_pickle:
-                return pickle.load(f, encoding="latin1")
-            return _SafeUnpickler(f, encoding="latin1").load()
+    kind = _sniff(path)
     try:
+        if path.endswith(".pkl") and kind == "pickle":
+            with open(path, "rb") as f:
+                if trust_pickle:
+                    return pickle.load(f, encoding="latin1")
+                return _SafeUnpickler(f, encoding="latin1").load()
         return torch.load(path, map_location="cpu", weights_only=not trust_pickle)
+    except BackboneLoadError:
+        raise
     except pickle.UnpicklingError as e:
-        raise BackboneLoadError(
-            f"{path}: torch.load(weights_only=True) refused the file ({e}). If you trust it, "
-            "pass trust_pickle=True (--trust-pickle on the command line)."
-        ) from e
+        if "Weights only load failed" in str(e) or "weights_only" in str(e):
+            raise BackboneLoadError(
+                f"{path}: torch.load(weights_only=True) refused an object in the file "
+                f"({_first_line(e)}); if you trust the file, pass --trust-pickle (trust_pickle=True)") from e
+        raise _corrupt(path, kind, e) from e
+    except (EOFError, RuntimeError, ValueError, OSError) as e:
+        raise _corrupt(path, kind, e) from e
+
+
+def _corrupt(path: str, kind: str, e: BaseException) -> BackboneLoadError:
+    return BackboneLoadError(f"{path}: truncated or corrupt {kind} checkpoint ({type(e).__name__}: "
+                             f"{_first_line(e) or 'no data'}); download or copy it again")
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip().splitlines()
+    line = text[0] if text else ""
+    return line if len(line) <= 160 else line[:157] + "..."
 
 
 class _SafeUnpickler(pickle.Unpickler):
@@ -382,12 +424,17 @@ def convert_state_dict(
         if tuple(value.shape) != want:
             report.shape_mismatch.append((key, tuple(value.shape), want))
             continue
-        converted[d2_name] = value.detach().to(torch.float32).contiguous().clone()
+        tensor = value.detach().to(torch.float32).contiguous().clone()
+        bad = int((~torch.isfinite(tensor)).sum())
+        if bad:  # a diverged or corrupted checkpoint: converting it would train or probe garbage
+            report.non_finite.append((key, bad, tensor.numel()))
+            continue
+        converted[d2_name] = tensor
         report.converted.append((key, d2_name))
     for d2_name, (_, tv_name) in expected.items():
         if d2_name not in converted:
             name = tv_name if layout.style == "torchvision" else d2_name
-            if not any(k == p + name for k, _, _ in report.shape_mismatch):
+            if not any(t[0] == p + name for t in report.shape_mismatch + report.non_finite):
                 report.missing.append(p + name)
     return converted, report
 

@@ -24,12 +24,13 @@ from detectron2.data.samplers import InferenceSampler
 from detectron2.utils import comm
 from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler
-from tqdm import tqdm
 
+from alpseg.utils.device import pick_device
 from alpseg.utils.io import atomic_open
+from alpseg.utils.progress import progress_bar
 
 from .backbone import PooledResNet, build_resnet_trunk
-from .images import ImageListDataset, eval_transform, pick_device, train_transform
+from .images import ImageListDataset, eval_transform, train_transform, weights_fingerprint
 
 __all__ = [
     "ClassificationSettings",
@@ -163,7 +164,8 @@ def evaluate(model: nn.Module, paths: Sequence[str], labels: Sequence[int], s: C
     loader = DataLoader(dataset, batch_size=max(1, s.eval_batch_size // comm.get_world_size()),
                         sampler=InferenceSampler(len(dataset)), num_workers=s.num_workers)
     counts = torch.zeros(3, dtype=torch.float64, device=device)  # top1, top5, n
-    for images, targets in tqdm(loader, desc="evaluate", unit="batch", leave=False, disable=not comm.is_main_process()):
+    bar = progress_bar(loader, desc="evaluate", unit="batch", leave=False, disable=not comm.is_main_process())
+    for images, targets in bar:
         logits = model(images.to(device))
         targets = targets.to(device)
         top = logits.topk(min(5, logits.shape[1]), dim=1).indices
@@ -182,9 +184,13 @@ def train_classifier(
     output_dir: str,
     s: ClassificationSettings,
     resume: bool = True,
+    run_key: str = "",
 ) -> Dict[str, Any]:
     """Train for ``s.epochs`` (continuing from ``output_dir/last.pth`` when ``resume``), then
-    evaluate on ``val``. Returns ``{"metrics": {"top1", "top5"}, "history": [...]}``."""
+    evaluate on ``val``. Returns ``{"metrics": {"top1", "top5"}, "history": [...]}``.
+
+    ``run_key`` (backbone and settings) is stored in ``last.pth``; a checkpoint of another key is
+    never continued (it would carry another backbone's trunk and history): training starts fresh."""
     device = pick_device(s.device)
     model.to(device)
     world = comm.get_world_size()
@@ -206,8 +212,14 @@ def train_classifier(
     os.makedirs(output_dir, exist_ok=True)
     ckpt_path = os.path.join(output_dir, "last.pth")
     start_epoch, history = 0, []
+    state = None
     if resume and os.path.isfile(ckpt_path):
         state = torch.load(ckpt_path, map_location=device, weights_only=True)
+    if state is not None and state.get("key", "") != run_key:
+        logger.warning("%s was written for another backbone or settings (key %r, now %r): starting fresh",
+                       ckpt_path, state.get("key", ""), run_key)
+        state = None
+    if state is not None:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         start_epoch, history = state["epoch"], state["history"]
@@ -226,7 +238,7 @@ def train_classifier(
                                 drop_last=True, generator=generator, pin_memory=device.type == "cuda")
         ddp_model.train()
         total, seen = 0.0, 0
-        bar = tqdm(loader, desc=f"epoch {epoch + 1}/{s.epochs}", unit="batch", leave=False,
+        bar = progress_bar(loader, desc=f"epoch {epoch + 1}/{s.epochs}", unit="batch", leave=False,
                    disable=not comm.is_main_process())
         for i, (images, targets) in enumerate(bar):
             for group in optimizer.param_groups:
@@ -242,7 +254,7 @@ def train_classifier(
         if comm.is_main_process():
             with atomic_open(ckpt_path, "wb") as f:
                 torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch + 1,
-                            "history": history}, f)
+                            "history": history, "key": run_key}, f)
         comm.synchronize()
     metrics = evaluate(model, val[0], val[1], s, device)
     return {"metrics": metrics, "history": history, "num_images": {"train": len(train[0]), "val": len(val[0])},
@@ -266,6 +278,7 @@ def run_protocol(
     if val[2] != train[2]:
         raise ValueError(f"validation classes differ from training classes ({len(val[2])} vs {len(train[2])})")
     model = build_classifier(weights, len(train[2]), freeze_trunk=freeze_trunk, arch=arch, seed=s.seed)
-    result = train_classifier(model, train[:2], val[:2], output_dir, s, resume)
+    key = f"{weights_fingerprint(weights)}-{arch}-{freeze_trunk}-" + repr(sorted(dataclasses.asdict(s).items()))
+    result = train_classifier(model, train[:2], val[:2], output_dir, s, resume, run_key=key)
     result["num_classes"] = len(train[2])
     return result

@@ -11,12 +11,13 @@ under detectron2's ``launch`` (``num_gpus`` processes); the main process writes 
 results to ``<output_dir>/d2_results.json``, which is what the caller reads back.
 
 LocTex limited-data COCO: the training set is a fixed, seeded fraction of ``coco_2017_train``
-(:func:`~alpseg.transfer.datasets.register_subset`) and ``MAX_ITER`` / ``STEPS`` are scaled by
+(:func:`~alpseg.transfer.builtin_datasets.register_subset`) and ``MAX_ITER`` / ``STEPS`` are scaled by
 the same fraction (at least one iteration); explicit overrides still win.
 """
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 import logging
 import os
@@ -25,8 +26,12 @@ from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
 import torch
-from detectron2.data import MetadataCatalog, build_detection_test_loader, build_detection_train_loader
+import yaml
+from detectron2.data import (MetadataCatalog, build_detection_test_loader, build_detection_train_loader,
+                             get_detection_dataset_dicts)
+from detectron2.data.samplers import RepeatFactorTrainingSampler, TrainingSampler
 from detectron2.engine import launch
+from detectron2.evaluation.testing import flatten_results_dict
 from detectron2.utils import comm
 from detectron2.utils.logger import setup_logger
 
@@ -34,9 +39,12 @@ from alpseg.config import load_config
 from alpseg.engine import AlpsegTrainer
 from alpseg.utils.io import atomic_write, atomic_write_json
 
-from . import modeling  # noqa: F401  (Res5ROIHeadsExtraNorm must be registered in every process)
+from . import roi_heads  # noqa: F401  (Res5ROIHeadsExtraNorm must be registered in every process)
+from .backbone import ARCH_DEPTHS
+from .builtin_datasets import register_subset, register_under_root, required_paths, subset_name
 from .checkpoints import verify_backbone_loaded
-from .datasets import register_subset, register_under_root, required_paths, subset_name
+from .logs import task_log
+from .tasks import check_arch
 
 __all__ = ["Detectron2TaskSpec", "TransferTrainer", "build_task_cfg", "missing_dataset_paths",
            "run_detectron2_task", "flatten_results"]
@@ -65,8 +73,30 @@ class TransferTrainer(AlpsegTrainer):
     """AlpsegTrainer (evaluators from metadata, CPU-safe AMP) with detectron2's stock loaders."""
 
     @classmethod
-    def build_train_loader(cls, cfg):
-        return build_detection_train_loader(cfg)
+    def build_train_loader(cls, cfg, start_iter: int = 0):
+        """detectron2's loader, whose sampler starts after the samples of ``start_iter`` iterations.
+
+        The sampler is detectron2's (``DATALOADER.SAMPLER_TRAIN``: ``TrainingSampler`` or
+        ``RepeatFactorTrainingSampler``) built here so that it can be seeded and started late:
+        seeded by ``SEED`` when it is >= 0 (else a fresh shared seed, as detectron2 does), it drops its
+        first ``start_iter * images per process`` indices. With ``SEED`` >= 0 and one aspect-ratio group
+        (or batches that fill each group evenly) a resumed run sees the interrupted run's batches.
+        """
+        dataset = get_detection_dataset_dicts(cfg.DATASETS.TRAIN,
+                                              filter_empty=cfg.DATALOADER.FILTER_EMPTY_ANNOTATIONS)
+        seed = cfg.SEED if cfg.SEED >= 0 else None
+        name = cfg.DATALOADER.SAMPLER_TRAIN
+        if name == "TrainingSampler":
+            sampler = TrainingSampler(len(dataset), seed=seed)
+        elif name == "RepeatFactorTrainingSampler":
+            factors = RepeatFactorTrainingSampler.repeat_factors_from_category_frequency(
+                dataset, cfg.DATALOADER.REPEAT_THRESHOLD, sqrt=cfg.DATALOADER.REPEAT_SQRT)
+            sampler = RepeatFactorTrainingSampler(factors, seed=seed)
+        else:
+            raise ValueError(f"transfer tasks support DATALOADER.SAMPLER_TRAIN TrainingSampler or "
+                             f"RepeatFactorTrainingSampler, not {name!r}")
+        skip = start_iter * (cfg.SOLVER.IMS_PER_BATCH // comm.get_world_size())
+        return build_detection_train_loader(cfg, dataset=dataset, sampler=_SkipSampler(sampler, skip))
 
     @classmethod
     def build_test_loader(cls, cfg, dataset_name):
@@ -77,6 +107,16 @@ class TransferTrainer(AlpsegTrainer):
         if getattr(MetadataCatalog.get(dataset_name), "evaluator_type", None) == "lvis":
             _lvis_numpy_compat()
         return super().build_evaluator(cfg, dataset_name, output_folder)
+
+
+class _SkipSampler(torch.utils.data.Sampler):
+    """An infinite sampler without its first ``skip`` indices."""
+
+    def __init__(self, sampler, skip: int):
+        self.sampler, self.skip = sampler, skip
+
+    def __iter__(self):
+        return itertools.islice(iter(self.sampler), self.skip, None)
 
 
 def _lvis_numpy_compat() -> None:
@@ -93,11 +133,12 @@ def _schedule_opts(cfg, fraction: float) -> List[str]:
 
 
 def build_task_cfg(spec: Detectron2TaskSpec, backbone_pkl: str, output_dir: str, opts: Sequence[str] = (),
-                   use_gpu: Optional[bool] = None):
-    """The task's config: schedule scaling (LocTex) first, then ``opts``, then weights / output /
-    device, which belong to the suite."""
+                   use_gpu: Optional[bool] = None, arch: str = "resnet50"):
+    """The task's config: the depth of ``arch``, schedule scaling (LocTex), then ``opts``, then
+    weights / output / device, which belong to the suite."""
     path = spec.config_path
     cfg = load_config(path)
+    cfg.MODEL.RESNETS.DEPTH = ARCH_DEPTHS[check_arch(arch)]
     extra: List[str] = []
     if spec.subset_percent is not None:
         extra += _schedule_opts(cfg, spec.subset_percent / 100.0)
@@ -113,7 +154,7 @@ def build_task_cfg(spec: Detectron2TaskSpec, backbone_pkl: str, output_dir: str,
     return cfg
 
 
-def _dataset_names(cfg, spec: Detectron2TaskSpec) -> List[str]:
+def dataset_names(cfg, spec: Detectron2TaskSpec) -> List[str]:
     train = list(cfg.DATASETS.TRAIN)
     if spec.subset_percent is not None:
         train = [load_config(spec.config_path).DATASETS.TRAIN[0]]
@@ -122,19 +163,13 @@ def _dataset_names(cfg, spec: Detectron2TaskSpec) -> List[str]:
 
 def missing_dataset_paths(cfg, spec: Detectron2TaskSpec, datasets_root: str) -> List[str]:
     """Expected files / folders of the task's datasets that do not exist under ``datasets_root``."""
-    return [p for name in _dataset_names(cfg, spec) for p in required_paths(name, datasets_root)
+    return [p for name in dataset_names(cfg, spec) for p in required_paths(name, datasets_root)
             if not os.path.exists(p)]
 
 
 def flatten_results(results: Dict[str, Any], prefix: str = "") -> Dict[str, float]:
-    """``{"bbox": {"AP": 1}}`` -> ``{"bbox/AP": 1}`` (also one level of dataset names)."""
-    flat: Dict[str, float] = {}
-    for k, v in results.items():
-        if isinstance(v, dict):
-            flat.update(flatten_results(v, f"{prefix}{k}/"))
-        else:
-            flat[f"{prefix}{k}"] = float(v)
-    return flat
+    """``{"bbox": {"AP": 1}}`` -> ``{"bbox/AP": 1.0}`` (detectron2's ``flatten_results_dict``, as floats)."""
+    return {f"{prefix}{k}": float(v) for k, v in flatten_results_dict(results).items()}
 
 
 def _load_pkl_weights(path: str) -> Dict[str, torch.Tensor]:
@@ -145,8 +180,10 @@ def _load_pkl_weights(path: str) -> Dict[str, torch.Tensor]:
 
 def _train_worker(cfg, spec: Detectron2TaskSpec, datasets_root: str, resume: bool) -> None:
     """Runs in every launched process: register data, build, load + verify, train, evaluate."""
-    setup_logger(cfg.OUTPUT_DIR, distributed_rank=comm.get_rank(), name="alpseg")
-    names = _dataset_names(cfg, spec)
+    if comm.get_world_size() > 1:  # a fresh process started by launch: no handlers yet
+        setup_logger(cfg.OUTPUT_DIR, distributed_rank=comm.get_rank(), name="alpseg")
+        setup_logger(cfg.OUTPUT_DIR, distributed_rank=comm.get_rank(), name="detectron2", abbrev_name="d2")
+    names = dataset_names(cfg, spec)
     for name in names:
         register_under_root(name, datasets_root)
     if spec.subset_percent is not None:
@@ -171,6 +208,16 @@ def _train_worker(cfg, spec: Detectron2TaskSpec, datasets_root: str, resume: boo
             "results": results, "max_iter": cfg.SOLVER.MAX_ITER, "train_datasets": list(cfg.DATASETS.TRAIN)}, indent=1)
 
 
+def _previous_seed(output_dir: str) -> int:
+    """``SEED`` of the config this folder's last run wrote, or -1."""
+    path = os.path.join(output_dir, "config.yaml")
+    if not os.path.isfile(path):
+        return -1
+    with open(path, encoding="utf-8") as f:
+        seed = (yaml.safe_load(f) or {}).get("SEED", -1)
+    return seed if isinstance(seed, int) else -1
+
+
 def run_detectron2_task(
     spec: Detectron2TaskSpec,
     backbone_pkl: str,
@@ -179,10 +226,13 @@ def run_detectron2_task(
     opts: Sequence[str] = (),
     num_gpus: int = 1,
     resume: bool = True,
+    arch: str = "resnet50",
 ) -> Dict[str, Any]:
-    """Fine-tune and evaluate; returns ``{"metrics": {"bbox/AP": ...}, "max_iter": ...}``."""
+    """Fine-tune and evaluate; returns ``{"metrics": {"bbox/AP": ...}, "max_iter": ...}``.
+
+    The whole log of the run (alpseg's and detectron2's) goes to ``output_dir/log.txt``."""
     use_gpu = torch.cuda.is_available() and num_gpus > 0
-    cfg = build_task_cfg(spec, backbone_pkl, output_dir, opts, use_gpu=use_gpu)
+    cfg = build_task_cfg(spec, backbone_pkl, output_dir, opts, use_gpu=use_gpu, arch=arch)
     missing = missing_dataset_paths(cfg, spec, datasets_root)
     if missing:
         raise FileNotFoundError("dataset files missing: " + ", ".join(missing))
@@ -190,9 +240,13 @@ def run_detectron2_task(
     results_path = os.path.join(output_dir, RESULTS_FILE)
     if os.path.exists(results_path):
         os.remove(results_path)
+    if cfg.SEED < 0:  # the sampler's seed, kept in config.yaml so that a resumed run draws the same batches
+        previous = _previous_seed(output_dir) if resume else -1
+        cfg.SEED = previous if previous >= 0 else int(np.random.SeedSequence().generate_state(1)[0] % 2**31)
     atomic_write(os.path.join(output_dir, "config.yaml"), cfg.dump())
     workers = min(num_gpus, torch.cuda.device_count()) if use_gpu else 1
-    launch(_train_worker, workers if use_gpu else 0, dist_url="auto", args=(cfg, spec, datasets_root, resume))
+    with task_log(os.path.join(output_dir, "log.txt")):
+        launch(_train_worker, workers if use_gpu else 0, dist_url="auto", args=(cfg, spec, datasets_root, resume))
     with open(results_path, encoding="utf-8") as f:
         out = json.load(f)
     return {"metrics": flatten_results(out["results"]), "max_iter": out["max_iter"],

@@ -15,7 +15,9 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 from torchvision import transforms as T
-from tqdm import tqdm
+
+from alpseg.utils.device import pick_device  # re-exported: the transfer code's old name for it
+from alpseg.utils.progress import progress_bar
 
 __all__ = [
     "IMAGENET_MEAN",
@@ -68,12 +70,6 @@ class ImageListDataset(Dataset):
         return self.transform(image), self.labels[i]
 
 
-def pick_device(device: str = "auto") -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
-
-
 @torch.no_grad()
 def extract_pooled_features(
     model: torch.nn.Module,
@@ -90,7 +86,7 @@ def extract_pooled_features(
     loader = DataLoader(ImageListDataset(paths, None, transform), batch_size=batch_size, shuffle=False,
                         num_workers=num_workers, pin_memory=dev.type == "cuda")
     out: List[np.ndarray] = []
-    for images, _ in tqdm(loader, desc=desc, unit="batch", leave=False):
+    for images, _ in progress_bar(loader, desc=desc, unit="batch", leave=False):
         out.append(model(images.to(dev, non_blocking=True)).float().cpu().numpy())
     if not out:
         return np.zeros((0, getattr(model, "out_channels", 0)), np.float32)

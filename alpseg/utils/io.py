@@ -2,17 +2,19 @@
 
 Every alpseg output (ALPS.json, phrase banks, results, checkpoints of long jobs) goes through
 :func:`atomic_open`: it writes to a temporary file in the target folder and ``os.replace``s it into
-place when the block ends without an exception.
+place when the block ends without an exception. :func:`write_json` is the package's one JSON writer
+for results: strict JSON (NaN / inf become ``null``), numpy and torch values as plain numbers.
 """
 from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import secrets
-from typing import IO, Any, Iterator
+from typing import IO, Any, Iterator, Mapping
 
-__all__ = ["atomic_open", "atomic_write", "atomic_write_json"]
+__all__ = ["atomic_open", "atomic_write", "atomic_write_json", "json_safe", "write_json"]
 
 
 def _create_temp(folder: str, name: str) -> tuple[int, str]:
@@ -60,3 +62,23 @@ def atomic_write_json(path: str, obj: Any, indent: int | None = None) -> None:
     """``json.dump`` to ``path`` atomically."""
     with atomic_open(path) as f:
         json.dump(obj, f, indent=indent)
+
+
+def json_safe(obj: Any) -> Any:
+    """``obj`` as strict-JSON data: non-finite floats -> ``None`` (e.g. the AP of a class without
+    ground truth), mapping keys -> ``str``, tuples -> lists, numpy / torch scalars and arrays ->
+    Python numbers and lists (via ``tolist()``)."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, Mapping):
+        return {str(k): json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_safe(v) for v in obj]
+    if not isinstance(obj, (str, int, bool, type(None))) and callable(getattr(obj, "tolist", None)):
+        return json_safe(obj.tolist())
+    return obj
+
+
+def write_json(path: str, obj: Any, indent: int | None = 2) -> None:
+    """Write ``json_safe(obj)`` to ``path`` atomically as strict JSON, ending in a newline."""
+    atomic_write(path, json.dumps(json_safe(obj), indent=indent, allow_nan=False) + "\n")

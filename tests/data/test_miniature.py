@@ -87,3 +87,40 @@ def test_generation_is_deterministic(tmp_path):
         assert open(tmp_path / "a" / rel).read() == open(tmp_path / "b" / rel).read()
     c = write_miniature_world(str(tmp_path / "c"), seed=4, sizes=sizes)
     assert c["narratives"] != a["narratives"]
+
+
+def test_twelve_novel_classes_each_drawn_its_own_way_with_real_oid_names():
+    from alpseg.data.datasets.class_lists import shipped_oid_classes
+
+    assert len(NOVEL_CLASSES) >= 12 and len(BASE_CLASSES) == 6
+    looks = [(c.shape, c.color) for c in BASE_CLASSES + NOVEL_CLASSES]
+    assert len(set(looks)) == len(looks)
+    shipped = dict(shipped_oid_classes())
+    for c in BASE_CLASSES + NOVEL_CLASSES:
+        assert shipped[c.oid_mid] == c.oid_name
+
+
+def test_an_edited_generator_invalidates_a_cached_tree(tmp_path, monkeypatch):
+    import alpseg.data.miniature as mini
+
+    sizes = MiniatureSizes(coco_train=2, coco_val=1, oid_train=2, oid_val=1, oid_test=1, voc=False)
+    root = tmp_path / "w"
+    first = write_miniature_world(str(root), seed=0, sizes=sizes)
+    assert first["settings"]["generator"] == mini.generator_fingerprint()
+    (root / "marker").write_text("derived file")
+    again = write_miniature_world(str(root), seed=0, sizes=sizes)  # unchanged: the cached tree is reused
+    assert again["settings"] == first["settings"] and (root / "marker").exists()
+    monkeypatch.setattr(mini, "generator_fingerprint", lambda: "edited")
+    second = write_miniature_world(str(root), seed=0, sizes=sizes)
+    assert second["settings"]["generator"] == "edited" and not (root / "marker").exists()
+
+
+def test_every_class_occurs_in_every_split_of_enough_images(miniature_root):
+    from alpseg.data.miniature import CLASSES
+
+    seg = os.path.join(miniature_root, "openimages/segmentation")
+    for split in ("validation",):
+        rows = list(csv.DictReader(open(os.path.join(seg, f"{split}-segmentation-masks.csv"))))
+        assert {r["LabelName"] for r in rows} == {c.oid_mid for c in CLASSES}
+    coco = COCO(os.path.join(miniature_root, "coco/annotations/instances_train2017.json"))
+    assert {a["category_id"] for a in coco.loadAnns(coco.getAnnIds())} == {c.coco_id for c in BASE_CLASSES}

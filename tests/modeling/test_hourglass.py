@@ -89,3 +89,11 @@ def test_inference_sets_class_agnostic_masks():
     out = head(torch.randn(2, 4, 16, 16), [inst])[0]
     assert out.pred_masks.shape == (2, 1, 32, 32)
     assert torch.all((out.pred_masks >= 0) & (out.pred_masks <= 1))
+
+
+def test_width_default_is_the_config_default():
+    from alpseg.config import get_cfg
+    from alpseg.modeling.hourglass import HourglassMaskHead
+
+    head = HourglassMaskHead(ShapeSpec(channels=4, height=16, width=16), depth=10)
+    assert head.predictor.in_channels == get_cfg().MODEL.ROI_MASK_HEAD.HOURGLASS_WIDTH == 128

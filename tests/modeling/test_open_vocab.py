@@ -62,7 +62,7 @@ def test_classifier_logits_are_cosine_over_tau_with_zero_background():
 
 
 def test_classifier_prior_bias_only_on_foreground():
-    clf = OpenVocabClassifier(in_channels=3, embed_dim=2, temperature=0.5, prior_prob=0.01)
+    clf = OpenVocabClassifier(in_channels=3, embed_dim=2, temperature=0.5, fg_bias_prior=0.01)
     nobias = OpenVocabClassifier(in_channels=3, embed_dim=2, temperature=0.5)
     nobias.load_state_dict({k: v for k, v in clf.state_dict().items() if k != "fg_bias"})
     x, text = torch.randn(4, 3), torch.randn(2, 2)

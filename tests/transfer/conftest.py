@@ -58,6 +58,14 @@ def backbone_files(tmp_path_factory, resnet50_tv):
 
 
 @pytest.fixture(scope="session")
+def second_backbone(tmp_path_factory):
+    """Another seeded ResNet-50 (seed 1), torchvision layout: a different backbone fingerprint."""
+    path = str(tmp_path_factory.mktemp("b2") / "other.pth")
+    torch.save(seeded_resnet50(1).state_dict(), path)
+    return path
+
+
+@pytest.fixture(scope="session")
 def mini_root(tmp_path_factory):
     """A datasets root with the miniature VOC2007 + VOC2012, ImageFolder and iNat trees."""
     from alpseg.data.miniature.imagefolder import write_miniature_imagefolder, write_miniature_inat

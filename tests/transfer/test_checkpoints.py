@@ -142,3 +142,54 @@ def test_convert_backbone_cli(tmp_path, backbone_files):
     assert fail.returncode != 0
     assert "MISSING backbone weight: layer4.2.conv1.weight" in fail.stdout + fail.stderr
     assert not os.path.exists(str(tmp_path / "x.pkl"))
+
+
+def test_non_finite_weights_are_an_error_not_a_complete_backbone(tmp_path, resnet50_tv):
+    sd = dict(resnet50_tv.state_dict())
+    sd["layer2.1.conv2.weight"] = torch.full_like(sd["layer2.1.conv2.weight"], float("nan"))
+    sd["layer3.0.bn1.running_var"] = sd["layer3.0.bn1.running_var"].clone()
+    sd["layer3.0.bn1.running_var"][:3] = float("inf")
+    torch.save(sd, tmp_path / "nan.pth")
+    weights, report = convert_checkpoint(str(tmp_path / "nan.pth"), strict=False)
+    assert not report.ok and report.non_finite == [("layer2.1.conv2.weight", 128 * 128 * 9, 128 * 128 * 9),
+                                                   ("layer3.0.bn1.running_var", 3, 256)]
+    assert report.missing == [] and len(weights) == 265 - 2
+    text = report.summary()
+    assert "NON-FINITE layer3.0.bn1.running_var: 3 of 256 values are NaN or Inf" in text
+    assert "backbone complete" not in text and text.endswith("0 missing, 0 mis-shaped, 2 with NaN/Inf")
+    out = tmp_path / "nan.pkl"
+    r = subprocess.run([sys.executable, os.path.join(REPO, "tools", "convert_backbone.py"), str(tmp_path / "nan.pth"),
+                        str(out)], capture_output=True, text=True, env=dict(os.environ, OMP_NUM_THREADS="1"))
+    assert r.returncode == 1 and "NON-FINITE layer2.1.conv2.weight" in r.stdout and not out.exists()
+
+
+@pytest.fixture(scope="module")
+def broken_files(tmp_path_factory, resnet50_tv):
+    root = tmp_path_factory.mktemp("broken")
+    torch.save(resnet50_tv.state_dict(), root / "full.pth")
+    data = (root / "full.pth").read_bytes()
+    (root / "truncated.pth").write_bytes(data[: len(data) // 2])
+    (root / "empty.pth").write_bytes(b"")
+    (root / "page.pth").write_text("<html><body>404 Not Found</body></html>\n")
+    (root / "garbage.pkl").write_bytes(bytes(range(1, 256)) * 4)
+    (root / "cut.pkl").write_bytes(pickle.dumps({"model": {"a": 1}})[:-5])
+    return root
+
+
+@pytest.mark.parametrize("name,message", [
+    ("truncated.pth", "truncated or corrupt zip checkpoint"),
+    ("empty.pth", "the checkpoint file is empty (0 bytes)"),
+    ("page.pth", "a text file (starts with b'<html><body>'), not a torch.save / pickle checkpoint"),
+    ("garbage.pkl", "not a checkpoint (starts with b'\\x01\\x02"),
+    ("cut.pkl", "truncated or corrupt pickle checkpoint"),
+])
+def test_unreadable_checkpoints_are_one_line_errors(broken_files, name, message):
+    path = str(broken_files / name)
+    with pytest.raises(BackboneLoadError) as e:
+        convert_checkpoint(path)
+    assert str(e.value).startswith(f"{path}: ") and message in str(e.value) and "\n" not in str(e.value)
+    r = subprocess.run([sys.executable, os.path.join(REPO, "tools", "convert_backbone.py"), path,
+                        str(broken_files / "o.pkl")], capture_output=True, text=True,
+                       env=dict(os.environ, OMP_NUM_THREADS="1"))
+    assert r.returncode == 1 and r.stdout == ""
+    assert r.stderr.strip().splitlines()[-1] == f"error: {e.value}"

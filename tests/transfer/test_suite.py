@@ -1,6 +1,7 @@
 """The suite: task registry, missing datasets reported, --resume skipping, the results table, the CLI."""
 from __future__ import annotations
 
+import functools
 import json
 import os
 import subprocess
@@ -76,12 +77,12 @@ def test_resume_skips_finished_and_reruns_changed(first_run, suite_root, backbon
     out, summary = first_run
     calls = []
 
-    def fake(task, ctx, task_dir):
-        calls.append(task.name)
+    def fake(ctx, task_dir, resume, name):
+        calls.append(name)
         return {"metrics": {"top1": 12.5, "top5": 50.0}}
 
     for name in TASK_LIST:
-        monkeypatch.setattr(TASKS[name], "run", fake)
+        monkeypatch.setattr(TASKS[name], "run", functools.partial(fake, name=name))
     again = run_suite(backbone_files["moco"], TASK_LIST, out, suite_root, d2_opts=D2_TINY, overrides=SMALL, resume=True)
     assert calls == []  # all finished, lvis still missing
     assert all(again["tasks"][t]["resumed"] for t in TASK_LIST[:4])
@@ -95,11 +96,11 @@ def test_resume_skips_finished_and_reruns_changed(first_run, suite_root, backbon
 
 
 def test_failing_task_is_recorded_and_others_run(suite_root, backbone_files, tmp_path, monkeypatch):
-    def boom(task, ctx, task_dir):
+    def boom(ctx, task_dir, resume):
         raise RuntimeError("out of memory")
 
     monkeypatch.setattr(TASKS["in1k_linear"], "run", boom)
-    monkeypatch.setattr(TASKS["inat18"], "run", lambda t, c, d: {"metrics": {"top1": 1.0}})
+    monkeypatch.setattr(TASKS["inat18"], "run", lambda c, d, r: {"metrics": {"top1": 1.0}})
     s = run_suite(backbone_files["plain"], ["in1k_linear", "inat18"], str(tmp_path), suite_root, overrides=SMALL)
     assert s["tasks"]["in1k_linear"]["status"] == "failed" and "out of memory" in s["tasks"]["in1k_linear"]["error"]
     assert s["tasks"]["inat18"]["status"] == "done"

@@ -7,12 +7,14 @@ import os
 import numpy as np
 import pytest
 import torch
+from sklearn.metrics import average_precision_score
 from sklearn.model_selection import GridSearchCV, StratifiedKFold
 from sklearn.svm import LinearSVC
 
 from alpseg.transfer import voc07_svm
 from alpseg.transfer.images import eval_transform
-from alpseg.transfer.voc07_svm import VOC07SVMSettings, read_voc_split, run_voc07_svm, voc_average_precision
+from alpseg.transfer.voc07_svm import (VOC07SVMSettings, read_voc_split, run_voc07_svm, sklearn_average_precision,
+                                       voc_average_precision)
 
 SETTINGS = VOC07SVMSettings(resize=64, crop=56, batch_size=30, num_workers=0, device="cpu", shard_size=25)
 
@@ -26,6 +28,17 @@ def test_ap_by_hand():
         voc_average_precision(np.array([1.0]), np.array([-1]))
 
 
+def test_reference_code_ap_by_hand():
+    """VirTex's metric (scikit-learn's step-wise AP) has no envelope: FP, TP, TP, TP gives the mean of
+    the precisions at each positive, (1/2 + 2/3 + 3/4) / 3, where the envelope AP gives 3/4."""
+    assert sklearn_average_precision(np.array([4, 3, 2, 1.0]), np.array([-1, 1, 1, 1])) == pytest.approx(23 / 36)
+    assert sklearn_average_precision(np.array([0.9, 0.8, 0.7, 0.6]), np.array([1, -1, 1, -1])) == pytest.approx(5 / 6)
+    # tied scores form one threshold: TP and FP tied first -> precision 1/2 at recall 1
+    assert sklearn_average_precision(np.array([1.0, 1.0]), np.array([1, -1])) == pytest.approx(1 / 2)
+    with pytest.raises(ValueError):
+        sklearn_average_precision(np.array([1.0]), np.array([-1]))
+
+
 def _independent_ap(scores, positive):
     """Mean over positives of the best precision at that positive's rank or later."""
     order = np.argsort(-scores, kind="stable")
@@ -33,6 +46,20 @@ def _independent_ap(scores, positive):
     ranks = np.flatnonzero(hits) + 1
     precisions = np.arange(1, len(ranks) + 1) / ranks
     return float(np.mean([precisions[k:].max() for k in range(len(ranks))]))
+
+
+def _stepwise_ap(scores, positive):
+    """VirTex's test metric written out: over distinct score thresholds (high to low), the sum of
+    recall increments times the precision at that threshold (tied scores enter together)."""
+    ap, tp, fp, last_recall = 0.0, 0, 0, 0.0
+    for t in np.unique(scores)[::-1]:
+        at = scores == t
+        tp += int(positive[at].sum())
+        fp += int((~positive[at]).sum())
+        recall = tp / positive.sum()
+        ap += (recall - last_recall) * tp / (tp + fp)
+        last_recall = recall
+    return ap
 
 
 def _features(out_dir, split):
@@ -55,7 +82,7 @@ def test_map_equals_independent_computation(svm_run, mini_root):
     assert (y_test == 0).any(), "the miniature test split should exercise the difficult rule"
     x_train, x_test = _features(out, "trainval"), _features(out, "test")
     assert x_train.shape == (60, 2048) and x_test.shape == (60, 2048)
-    aps = []
+    aps, envelope_aps = [], []
     for c, cls in enumerate(voc07_svm.VOC_CLASSES):
         svc = LinearSVC(dual=True, max_iter=2000, tol=1e-4, class_weight={1: 2, -1: 1}, random_state=0)
         grid = GridSearchCV(svc, {"C": [0.01, 0.1, 1.0, 10.0]}, cv=StratifiedKFold(3), scoring="average_precision")
@@ -63,9 +90,15 @@ def test_map_equals_independent_computation(svm_run, mini_root):
         assert grid.best_params_["C"] == result["best_C"][cls]
         keep = y_test[:, c] != 0
         scores = grid.decision_function(x_test[keep])
-        aps.append(100 * _independent_ap(scores, y_test[keep, c] == 1))
+        envelope_aps.append(100 * _independent_ap(scores, y_test[keep, c] == 1))
+        assert result["per_class_AP_voc_envelope"][cls] == pytest.approx(envelope_aps[-1], abs=1e-6)
+        aps.append(100 * _stepwise_ap(scores, y_test[keep, c] == 1))
         assert result["per_class_AP"][cls] == pytest.approx(aps[-1], abs=1e-6)
+        assert aps[-1] == pytest.approx(100 * average_precision_score(y_test[keep, c] == 1, scores), abs=1e-6)
+    # the default (published rows') metric is the reference code's; the envelope AP is reported beside it
     assert result["metrics"]["mAP"] == pytest.approx(np.mean(aps), abs=1e-6)
+    assert result["metrics"]["mAP_voc_envelope"] == pytest.approx(np.mean(envelope_aps), abs=1e-6)
+    assert result["metrics"]["mAP"] != pytest.approx(result["metrics"]["mAP_voc_envelope"], abs=1e-3)
     assert 0 < result["metrics"]["mAP"] <= 100
 
 

@@ -5,9 +5,9 @@ Importing this package registers the names of :data:`ALPSEG_DATASETS` with ``Dat
 """
 import os
 
-from .builtin import ALPSEG_DATASETS, register_all_alpseg
+from .builtin import ALPSEG_DATASETS, ALPSEG_MERGED_DATASETS, register_all_alpseg
 
-__all__ = ["ALPSEG_DATASETS", "register_all_alpseg", "DATASETS_ROOT"]
+__all__ = ["ALPSEG_DATASETS", "ALPSEG_MERGED_DATASETS", "register_all_alpseg", "DATASETS_ROOT"]
 
 #: the root every registered path is under (read once, at import, as detectron2 does)
 DATASETS_ROOT = os.path.expanduser(os.getenv("DETECTRON2_DATASETS", "datasets"))

@@ -20,7 +20,7 @@ from .coco_splits import coco_split_metadata, load_coco_split
 from .lazy_metadata import register_lazy_metadata
 from .oid import load_oid_boxes, load_oid_challenge_segmentation, oid_class_phrases
 
-__all__ = ["register_all_alpseg", "ALPSEG_DATASETS", "check_oid_class_file"]
+__all__ = ["register_all_alpseg", "ALPSEG_DATASETS", "ALPSEG_MERGED_DATASETS", "check_oid_class_file"]
 
 _COCO_IMAGES = {"train": "coco/train2017", "val": "coco/val2017"}
 _COCO_JSON = {"train": "coco/annotations/instances_train2017.json",
@@ -151,6 +151,19 @@ def _register_alps(root: str, name: str, json_rel: str, image_rel: str) -> None:
     DatasetCatalog.register(name, lambda: _load_alps(json_file, image_root))
 
 
+def _register_merged_alps(name: str, masks: str, alps: str, split_metadata) -> None:
+    """``masks`` and the ALPs of the same images in one record per image (merge_alps_per_image)."""
+    def load() -> List[Dict]:
+        from alpseg.data.alp_dataset import merge_alps_per_image
+
+        return merge_alps_per_image(DatasetCatalog.get(masks), DatasetCatalog.get(alps), dataset_name=name)
+
+    register_lazy_metadata(
+        name, ["thing_classes", "base_classes", "novel_classes", "thing_dataset_id_to_contiguous_id"],
+        lambda: split_metadata("train"), evaluator_type="coco_base_novel")
+    DatasetCatalog.register(name, load)
+
+
 #: every name this module registers
 ALPSEG_DATASETS = [
     "coco_2017_train_vocmasks", "coco_2017_val_vocmasks", "coco_2017_train_zsd", "coco_2017_val_zsd",
@@ -158,10 +171,13 @@ ALPSEG_DATASETS = [
     "locnar_coco_train_alps", "locnar_oid_train_alps", "oid_v6_seg_val", "oid_v6_seg_test",
     "oid_v6_locnar_train_boxes",
 ]
+#: also registered: COCO masks and LocNar-COCO ALPs of the same images merged per image (the
+#: alternative to alternating batches; ``merge_alps_per_image``), each annotation keeping its ``is_alp``
+ALPSEG_MERGED_DATASETS = ["coco_2017_train_vocmasks_merged_alps", "coco_2017_train_zsd_merged_alps"]
 
 
 def register_all_alpseg(root: str) -> None:
-    """Register every name of :data:`ALPSEG_DATASETS` with paths under ``root``."""
+    """Register every name of :data:`ALPSEG_DATASETS` and :data:`ALPSEG_MERGED_DATASETS` under ``root``."""
     _register_coco_split(root, "coco_2017_train_vocmasks", "train", _vocmasks)
     _register_coco_split(root, "coco_2017_val_vocmasks", "val", _vocmasks)
     _register_coco_split(root, "coco_2017_train_zsd", "train", _zsd)
@@ -170,6 +186,9 @@ def register_all_alpseg(root: str) -> None:
     _register_coco_split(root, "coco_2017_train_zsd_oracle", "train", _oracle(_zsd), box_only_novel=True)
     _register_alps(root, "locnar_coco_train_alps", "alps/locnar_coco_train_alps.json", "coco/train2017")
     _register_alps(root, "locnar_oid_train_alps", "alps/locnar_oid_train_alps.json", "openimages/train")
+    _register_merged_alps("coco_2017_train_vocmasks_merged_alps", "coco_2017_train_vocmasks", "locnar_coco_train_alps",
+                          _vocmasks)
+    _register_merged_alps("coco_2017_train_zsd_merged_alps", "coco_2017_train_zsd", "locnar_coco_train_alps", _zsd)
     _register_oid_seg(root, "oid_v6_seg_val", "validation")
     _register_oid_seg(root, "oid_v6_seg_test", "test")
     _register_oid_boxes(root, "oid_v6_locnar_train_boxes")

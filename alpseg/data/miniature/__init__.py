@@ -11,6 +11,7 @@ phrase describes (used to measure how well curated ALP boxes cover their objects
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import os
 import shutil
@@ -25,10 +26,26 @@ from alpseg.utils.io import atomic_open, atomic_write, atomic_write_json as writ
 
 from .writers import challenge_rows, coco_json, oid_box_rows, write_csv, write_image
 
-__all__ = ["MiniatureSizes", "write_miniature_world", "CLASSES", "BASE_CLASSES", "NOVEL_CLASSES"]
+__all__ = ["MiniatureSizes", "write_miniature_world", "generator_fingerprint", "CLASSES", "BASE_CLASSES", "NOVEL_CLASSES"]
 
 MANIFEST = "manifest.json"
-FORMAT_VERSION = 4  # bump whenever generated content changes, so cached trees are rewritten
+FORMAT_VERSION = 5  # bump whenever generated content changes, so cached trees are rewritten
+
+
+def generator_fingerprint() -> str:
+    """A hash of this package's source: any edit of the generator invalidates cached trees.
+
+    Recorded in the manifest's settings beside the seed, the sizes and ``FORMAT_VERSION``, so a tree
+    cached by the tests or the demo (``$ALPSEG_TEST_DATASETS``, ``output/demo``) is rewritten after a
+    change of the generated content even when nobody remembered to bump the version.
+    """
+    digest = hashlib.sha256()
+    here = os.path.dirname(os.path.abspath(__file__))
+    for name in sorted(os.listdir(here)):
+        if name.endswith(".py"):
+            with open(os.path.join(here, name), "rb") as f:
+                digest.update(name.encode() + b"\0" + f.read())
+    return digest.hexdigest()[:16]
 
 
 @dataclasses.dataclass
@@ -52,11 +69,12 @@ def write_miniature_world(root: str, seed: int = 0, sizes: MiniatureSizes | None
                           overwrite: bool = False) -> Dict[str, Any]:
     """Write the miniature tree under ``root`` and return its manifest.
 
-    A tree already written with the same seed and sizes is reused (returns its manifest) unless
+    A tree already written with the same seed, sizes and generator (:func:`generator_fingerprint`) is reused (returns its manifest) unless
     ``overwrite``; a miniature tree of other settings at ``root`` is deleted first.
     """
     sizes = sizes or MiniatureSizes()
-    settings = {"seed": seed, "sizes": dataclasses.asdict(sizes), "version": FORMAT_VERSION}
+    settings = {"seed": seed, "sizes": dataclasses.asdict(sizes), "version": FORMAT_VERSION,
+                "generator": generator_fingerprint()}
     manifest_path = os.path.join(root, MANIFEST)
     if os.path.isfile(manifest_path) and not overwrite:
         with open(manifest_path, encoding="utf-8") as f:
@@ -70,7 +88,9 @@ def write_miniature_world(root: str, seed: int = 0, sizes: MiniatureSizes | None
     manifest: Dict[str, Any] = {"settings": settings, "narratives": {}}
 
     def scenes(n: int, classes, split_seed: int) -> List[Scene]:
-        return [sample_scene(rng, classes, s, s, seed=split_seed * 100003 + i) for i in range(n)]
+        # image i's first object is of class i mod |classes|: a split of >= |classes| images has them all
+        return [sample_scene(rng, classes, s, s, seed=split_seed * 100003 + i, first_class=classes[i % len(classes)])
+                for i in range(n)]
 
     # --- COCO: base classes only, with masks; LocNar-COCO narratives on the train images.
     coco_dir = os.path.join(root, "coco")

@@ -13,7 +13,8 @@ the paper (VOC-masks, ZSD, COCO->OID base/novel) are defined by them:
 
 The real hierarchy applies: ``owl`` is a novel child of the base class ``bird`` (so owls are also Bird
 ground truth after hierarchical expansion), ``pumpkin`` sits under Squash and ``tortoise`` under
-Turtle < Reptile (novel classes without a base ancestor), ``dolphin`` has no parent.
+Turtle < Reptile, ``goldfish`` under Fish and ``sombrero`` under Hat (novel classes without a base
+ancestor), ``dolphin`` has no parent.
 
 Everything is a pure function of a seed.
 """
@@ -51,6 +52,16 @@ CLASSES: List[MiniClass] = [
     MiniClass("pumpkin", "star", (250, 130, 20), None, "/m/05zsy", "Pumpkin"),
     MiniClass("owl", "cross", (20, 210, 220), None, "/m/09d5_", "Owl"),
     MiniClass("tortoise", "half_disk", (150, 90, 40), None, "/m/011k07", "Tortoise"),
+    # Eight more novel classes (issue #23): with twelve, AP50-novel is not decided by a handful of
+    # detections. Each has a shape or a colour of its own among the classes above.
+    MiniClass("starfish", "star", (230, 60, 160), None, "/m/01h8tj", "Starfish"),
+    MiniClass("lemon", "hexagon", (250, 240, 110), None, "/m/09k_b", "Lemon"),
+    MiniClass("strawberry", "down_triangle", (200, 0, 50), None, "/m/07fbm7", "Strawberry"),
+    MiniClass("penguin", "tall_ellipse", (20, 20, 80), None, "/m/05z6w", "Penguin"),
+    MiniClass("whale", "trapezoid", (60, 120, 150), None, "/m/084zz", "Whale"),
+    MiniClass("mushroom", "pentagon", (110, 0, 160), None, "/m/052sf", "Mushroom"),
+    MiniClass("sombrero", "chevron", (120, 180, 30), None, "/m/02jfl0", "Sombrero"),
+    MiniClass("goldfish", "wide_ellipse", (250, 165, 0), None, "/m/03fj2", "Goldfish"),
 ]
 BASE_CLASSES = [c for c in CLASSES if c.coco_id is not None]
 NOVEL_CLASSES = [c for c in CLASSES if c.coco_id is None]
@@ -91,6 +102,18 @@ def _shape_polygon(shape: str, cx: float, cy: float, size: float) -> np.ndarray:
     elif shape == "half_disk":
         th = np.linspace(math.pi, 2 * math.pi, 17)
         pts = np.stack([np.cos(th) * r, np.sin(th) * r + r * 0.5], 1)
+    elif shape == "tall_ellipse":
+        pts = np.stack([np.cos(t) * r * 0.5, np.sin(t) * r], 1)
+    elif shape in ("hexagon", "pentagon"):
+        k = 6 if shape == "hexagon" else 5
+        ang = -math.pi / 2 + np.arange(k) * 2 * math.pi / k
+        pts = np.stack([np.cos(ang) * r, np.sin(ang) * r], 1)
+    elif shape == "down_triangle":
+        pts = np.array([[-r, -r * 0.8], [r, -r * 0.8], [0, r]])
+    elif shape == "trapezoid":
+        pts = np.array([[-0.45 * r, -0.6 * r], [0.45 * r, -0.6 * r], [r, 0.6 * r], [-r, 0.6 * r]])
+    elif shape == "chevron":
+        pts = np.array([[-r, -0.2 * r], [0, -r], [r, -0.2 * r], [r, 0.5 * r], [0, -0.3 * r], [-r, 0.5 * r]])
     elif shape == "square":
         pts = np.array([[-r, -r], [r, -r], [r, r], [-r, r]]) * 0.85
     elif shape == "tall_rect":
@@ -120,15 +143,20 @@ def sample_scene(
     num_objects: Tuple[int, int] = (1, 3),
     size_range: Tuple[float, float] = (22.0, 50.0),
     seed: int = 0,
+    first_class: Optional[MiniClass] = None,
 ) -> Scene:
-    """Place 1-3 non-overlapping objects of the given classes on a plain, noisy background."""
+    """Place 1-3 non-overlapping objects of the given classes on a plain, noisy background.
+
+    ``first_class``, if given, is the class of the first object (the others are drawn at random), so
+    that a split can make sure every class occurs in it.
+    """
     n = int(rng.integers(num_objects[0], num_objects[1] + 1))
     objects: List[MiniObject] = []
     boxes: List[Tuple[float, float, float, float]] = []
     attempts = 0
     while len(objects) < n and attempts < 200:
         attempts += 1
-        cls = classes[int(rng.integers(len(classes)))]
+        cls = first_class if first_class is not None and not objects else classes[int(rng.integers(len(classes)))]
         size = float(rng.uniform(*size_range))
         margin = size / 2 + 2
         cx = float(rng.uniform(margin, width - margin))

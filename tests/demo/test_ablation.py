@@ -1,0 +1,40 @@
+"""The ablation runner's pieces: every variant is a valid config, statistics and table by hand."""
+import json
+import math
+import os
+
+import pytest
+
+from alpseg.config import load_config
+from alpseg.demo.ablation import ABLATIONS, REPO, format_ablation_table, read_metrics, summarize
+
+
+@pytest.mark.parametrize("name", sorted(ABLATIONS))
+def test_every_variant_is_a_valid_config_that_changes_something(name):
+    ablation = ABLATIONS[name]
+    assert ablation.variants[0][1] == ()  # the first variant is the shipped default
+    default = load_config(os.path.join(REPO, ablation.config))
+    for _, overrides in ablation.variants[1:]:
+        cfg = load_config(os.path.join(REPO, ablation.config), list(overrides))
+        assert cfg.dump() != default.dump()
+        assert os.path.isfile(os.path.join(REPO, ablation.doc))
+
+
+def test_summarize_is_mean_and_sample_std():
+    mean, std = summarize([1.0, 2.0, 6.0])
+    assert mean == 3.0 and std == pytest.approx(math.sqrt(7.0))
+    assert summarize([4.0]) == (4.0, 0.0)
+    with pytest.raises(ValueError):
+        summarize([1.0, float("nan")])
+
+
+def test_table_and_metrics(tmp_path):
+    oid = tmp_path / "oid.json"
+    oid.write_text(json.dumps({"oid_challenge": {"AP50-base": 10.0, "AP50-novel": 2.5, "AP50": 4.0}}))
+    coco = tmp_path / "coco.json"
+    coco.write_text(json.dumps({"bbox": {"AP50-base": 1.0}, "segm": {"AP50-base": 30.0, "AP50-novel": 7.0}}))
+    assert read_metrics(str(oid)) == {"AP50_base": 10.0, "AP50_novel": 2.5}
+    assert read_metrics(str(coco)) == {"AP50_base": 30.0, "AP50_novel": 7.0}
+    results = {"x": {"title": "T", "variants": {"a": [{"AP50_base": 1.0, "AP50_novel": 2.0},
+                                                      {"AP50_base": 3.0, "AP50_novel": 2.0}]}}}
+    assert format_ablation_table(results).splitlines()[2] == "| T | a | 2 | 2.0 +- 1.4 | 2.0 +- 0.0 |"
