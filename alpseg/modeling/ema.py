@@ -13,8 +13,9 @@ processes x ``B`` images are not those of one process x ``P * B`` images.
   checkpoint holds every buffer that existed when it was saved; loading registers the ones the model
   has not created yet (``_load_from_state_dict``), so a resumed model continues each EMA exactly.
   float64 holds the Python float bit for bit, so a resumed run computes the same values.
-* **batch-wide**: ``value`` is summed over all processes before the update, so the EMA tracks the
-  whole batch's count (the same on every rank), and the returned normaliser is that EMA divided by
+* **batch-wide**: ``value`` is summed over all processes and clamped at 1 before the update (callers
+  pass their raw count: clamping per process first would count an empty process as 1), so the EMA
+  tracks the whole batch's count (the same on every rank), and the returned normaliser is that EMA divided by
   the number of processes. A process's loss ``sum_r / (EMA / P)`` averaged by DDP over ``P``
   processes is ``sum_all / EMA``: the loss (and gradient) of one process holding the whole batch.
   With one process nothing changes.
@@ -40,7 +41,7 @@ class PersistentEMAMixin:
 
     def _ema_update(self, name: str, value: float, initial_value: float, momentum: float = 0.9) -> float:
         buffer = EMA_PREFIX + name
-        total = _global_sum(value)
+        total = max(_global_sum(value), 1.0)
         state = getattr(self, buffer, None)
         old = float(state.item()) if state is not None else float(initial_value)
         new = old * momentum + total * (1 - momentum)

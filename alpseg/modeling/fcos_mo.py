@@ -232,12 +232,12 @@ class FCOSMO(PersistentEMAMixin, PhraseVocabularyMixin, FCOSMask):
         and forth (and the GIoU EMA never sees the zero box positives of an ALP-only batch).
         """
         if not has_alps:
-            shared = self._ema_update("loss_normalizer", max(num_pos, 1), 300)
+            shared = self._ema_update("loss_normalizer", num_pos, 300)
             return shared, shared
         prefix = "loss_normalizer_alp" if self.alp_normalizers else "loss_normalizer"
         return (
-            self._ema_update(prefix, max(num_pos, 1), 300),
-            self._ema_update(prefix + "_box", max(num_box_pos, 1), 300),
+            self._ema_update(prefix, num_pos, 300),
+            self._ema_update(prefix + "_box", num_box_pos, 300),
         )
 
     def forward_training(self, images: ImageList, features: List[Tensor], predictions, gt_instances: List[Instances]):
