@@ -70,8 +70,10 @@ def _segment_tab(gr, session: SegmentSession, inputs: AppInputs, score_thresh: f
             button = gr.Button("Segment", variant="primary", elem_id="segment-button")
         with gr.Column():
             drawn = gr.Image(label="Detections", interactive=False, elem_id="segment-output")
+            count = gr.Markdown(elem_id="detections-count")
+            # max_height: up to 100 detections stay rendered (a shorter table renders only its visible rows)
             table = gr.Dataframe(headers=DETECTION_HEADERS, label="Detections", interactive=False,
-                                 elem_id="detections")
+                                 elem_id="detections", max_height=4000)
     state = gr.State(None)  # (image, instances, phrases) of the last run; the slider only re-filters
 
     def segment(img, vocab, cfg, w, thresh):
@@ -87,16 +89,17 @@ def _segment_tab(gr, session: SegmentSession, inputs: AppInputs, score_thresh: f
 
     def refilter(last, thresh):
         if last is None:
-            return gr.update(), gr.update()
+            return gr.update(), gr.update(), gr.update()
         return _show(*last, thresh)
 
     def _show(img, instances, phrases, thresh):
-        return (draw_detections(img, instances, phrases, thresh),
-                _frame(detection_rows(instances, phrases, thresh), DETECTION_HEADERS))
+        rows = detection_rows(instances, phrases, thresh)
+        return (draw_detections(img, instances, phrases, thresh), _frame(rows, DETECTION_HEADERS),
+                f"**{len(rows)} detections** with score >= {float(thresh):.2f}")
 
-    button.click(segment, [image, vocabulary, config, weights, score], [drawn, table, state])
+    button.click(segment, [image, vocabulary, config, weights, score], [drawn, table, count, state])
     run.change(lambda name: inputs.models.get(name, (gr.update(), gr.update())), [run], [config, weights])
-    score.change(refilter, [state, score], [drawn, table], trigger_mode="always_last")
+    score.change(refilter, [state, score], [drawn, table, count], trigger_mode="always_last")
     dataset.change(lambda name: name or gr.update(), [dataset], [vocabulary])
 
 
