@@ -30,6 +30,7 @@ from detectron2.modeling.poolers import ROIPooler
 from detectron2.modeling.roi_heads.mask_head import build_mask_head, mask_rcnn_inference
 from detectron2.structures import Boxes, ImageList, Instances, pairwise_point_box_distance
 
+from .ema import PersistentEMAMixin
 from .instance_fields import gt_has_mask, gt_is_alp
 
 __all__ = ["FCOSMask", "dense_head_norm", "dense_detector_kwargs"]
@@ -88,8 +89,12 @@ def dense_detector_kwargs(cfg) -> Dict[str, Any]:
 
 
 @META_ARCH_REGISTRY.register()
-class FCOSMask(FCOS):
-    """detectron2's FCOS with configurable level size ranges and an optional mask head (module docstring)."""
+class FCOSMask(PersistentEMAMixin, FCOS):
+    """detectron2's FCOS with configurable level size ranges and an optional mask head (module docstring).
+
+    Its loss normaliser is detectron2's EMA, kept in the checkpoint (``PersistentEMAMixin``) so that
+    ``--resume`` continues it exactly.
+    """
 
     @configurable
     def __init__(

@@ -46,7 +46,6 @@ from detectron2.utils.events import get_event_storage
 from .fcos_mask import FCOSMask, dense_detector_kwargs, dense_head_norm
 from .instance_fields import gt_is_alp
 from .open_vocab import OpenVocabClassifier, region_phrase_contrastive_loss
-from .ema import PersistentEMAMixin
 from .vocabulary import PhraseVocabularyMixin, instance_phrases, vocabulary_kwargs_from_config
 
 __all__ = ["FCOSMO", "FCOSMOHead", "build_fcos_resnet_fpn_backbone"]
@@ -109,7 +108,7 @@ class FCOSMOHead(FCOSHead):
 
 
 @META_ARCH_REGISTRY.register()
-class FCOSMO(PersistentEMAMixin, PhraseVocabularyMixin, FCOSMask):
+class FCOSMO(PhraseVocabularyMixin, FCOSMask):  # FCOSMask brings the persistent EMA normalisers
     """FCOS-MO; see the module docstring. Test vocabulary: :meth:`set_test_vocabulary` or from cfg."""
 
     @configurable

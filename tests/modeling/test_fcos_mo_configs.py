@@ -97,6 +97,13 @@ def test_table2_config_is_closed_vocabulary_fcos_and_trains_2_iterations(path):
             opt.zero_grad()
             sum(losses.values()).backward()
             opt.step()
+        # detectron2's loss normaliser (EMA of positives, from 300) is a checkpointed buffer, so --resume
+        # continues it instead of restarting at 300
+        ema = model.state_dict()["ema_state_loss_normalizer"]
+        assert ema.dtype == torch.float64 and 1 <= float(ema) < 300
+        fresh = build_model(cfg)
+        fresh.load_state_dict(model.state_dict())
+        assert float(fresh.state_dict()["ema_state_loss_normalizer"]) == float(ema)
         alp = make_batch([make_instances(SIZE, [[10, 10, 60, 70]], ["dolphin"], [True], [False])] * 2)
         for x in alp:
             x["instances"].gt_classes = torch.tensor([-1])
