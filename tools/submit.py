@@ -13,11 +13,11 @@ Exits non-zero when a submitted (awaited) job fails, or when nothing was submitt
 """
 import argparse
 import os
+import subprocess
 import sys
 
-import subprocess
-
 from alpseg.engine.submit import python_command, shard_path, submit_array
+from alpseg.utils.cli import add_common_arguments, setup_tool
 
 TOOLS = os.path.dirname(os.path.abspath(__file__))
 
@@ -34,7 +34,7 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--gpus-per-node", type=int, default=8, help="GPUs = processes per node (train)")
     p.add_argument("--wait", action="store_true",
                    help="wait for the jobs and fail if any failed (curate: then merge the shards into --output)")
-    p.add_argument("--no-progress", action="store_true", help="accepted for symmetry with the other tools (no bar here)")
+    add_common_arguments(p)
     p.epilog = "Everything after -- is the submitted tool's arguments (curate, train) or the command (array)."
     return p
 
@@ -43,6 +43,7 @@ def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     own, rest = (argv[:argv.index("--")], argv[argv.index("--") + 1:]) if "--" in argv else (argv, [])
     args = get_parser().parse_args(own)
+    setup_tool(args)
     if not rest:
         print("error: nothing to submit: give the tool's arguments after --", file=sys.stderr)
         return 2

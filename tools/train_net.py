@@ -5,7 +5,9 @@
     python tools/train_net.py --config-file CFG --eval-only MODEL.WEIGHTS model_final.pth
     python tools/train_net.py --config-file CFG --num-gpus 0 SOLVER.MAX_ITER 10   # CPU
 """
+import sys
+
 from alpseg.engine import main
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -25,7 +25,9 @@ from detectron2.engine import default_argument_parser, default_setup, launch
 from detectron2.utils import comm
 
 from alpseg.config import ConfigKeyError, load_config
+from alpseg.utils.cli import add_common_arguments
 from alpseg.utils.io import write_json
+from alpseg.utils.progress import disable_progress
 
 from .checkpoint import AlpsegCheckpointer, CheckpointError
 from .trainer import AlpsegTrainer, PhraseCoverageError
@@ -45,6 +47,7 @@ def argument_parser(description: str = "alpseg training / evaluation") -> argpar
     --machine-rank, --dist-url, trailing KEY VALUE overrides) plus SLURM submission (submitit)."""
     parser = default_argument_parser()
     parser.description = description
+    add_common_arguments(parser)  # --no-progress, as every alpseg tool
     slurm = parser.add_argument_group("SLURM (submitit; see docs/training.md)")
     slurm.add_argument("--slurm", action="store_true", help="submit this run as a SLURM job instead of running it")
     slurm.add_argument("--nodes", type=int, default=1, help="SLURM nodes (with --slurm)")
@@ -156,8 +159,11 @@ def launch_processes(func, args: argparse.Namespace, processes: int, on_cpu: boo
                        args=(func, world, processes, args.machine_rank, dist_url, (args,)))
 
 
-def main(argv=None) -> None:
+def main(argv=None) -> int:
+    """``tools/train_net.py``: 0 when done; failures exit through ``SystemExit`` with a non-zero code."""
     args = argument_parser().parse_args(argv)
+    if args.no_progress:
+        disable_progress()  # an environment variable: the launched processes inherit it
     import alpseg  # noqa: F401  (registers models and datasets in every launched process)
 
     try:
@@ -172,7 +178,7 @@ def main(argv=None) -> None:
         from .submit import submit_training
 
         submit_training(args, cfg)
-        return
+        return 0
     processes = num_processes(args, "cpu" if on_cpu else "cuda")
     import torch.multiprocessing as mp
 
@@ -180,3 +186,4 @@ def main(argv=None) -> None:
         launch_processes(train_or_evaluate, args, processes, on_cpu)
     except mp.ProcessExitedException as e:  # a launched process printed its error and exited
         raise SystemExit(e.exit_code if e.exit_code and e.exit_code > 0 else 1) from None
+    return 0
