@@ -16,7 +16,7 @@ so an interrupted ``tools/embed_phrases.py`` resumes where it stopped.
 Vocabularies: the training vocabulary is the set of phrases of a batch (looked up with
 ``PhraseBank.lookup``); the test vocabulary comes from ``MODEL.OPEN_VOCAB.TEST_VOCABULARY`` through
 ``build_vocabulary``. The background class is not a phrase: its embedding is the zero vector
-(``Vocabulary.with_background``), so its cosine logit is always 0.
+(appended by the classifier, ``alpseg.modeling.open_vocab``), so its cosine logit is always 0.
 """
 from __future__ import annotations
 
@@ -351,11 +351,6 @@ class Vocabulary:
 
     def __len__(self) -> int:
         return len(self.phrases)
-
-    def with_background(self) -> torch.Tensor:
-        """(K + 1, D): the phrase rows, then the zero background vector (cosine logit 0)."""
-        zero = self.embeddings.new_zeros((1, self.embeddings.shape[1]))
-        return torch.cat([self.embeddings, zero], dim=0)
 
 
 def _cfg_encoder(cfg) -> Tuple[str, str]:

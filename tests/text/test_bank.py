@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from alpseg.text.bank import PhraseBank, Vocabulary, update_bank_file
+from alpseg.text.bank import PhraseBank, update_bank_file
 from alpseg.text.encoder import PhraseEncoder
 
 
@@ -121,11 +121,3 @@ def test_float16_bank(tmp_path, tiny_encoder):
     got = bank.lookup(["cat"])
     assert got.dtype == torch.float32
     np.testing.assert_allclose(got.numpy()[0], tiny_encoder.encode(["cat"])[0], atol=2e-3)
-
-
-def test_vocabulary_background_is_zero():
-    emb = torch.from_numpy(unit_rows(3, 5))
-    vocab = Vocabulary(("dog", "cat", "apple"), emb)
-    weights = vocab.with_background()
-    assert len(vocab) == 3 and weights.shape == (4, 5)
-    assert torch.equal(weights[:3], emb) and torch.count_nonzero(weights[3]) == 0

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 from pycocotools import mask as mask_utils
@@ -65,7 +65,6 @@ CLASSES: List[MiniClass] = [
 ]
 BASE_CLASSES = [c for c in CLASSES if c.coco_id is not None]
 NOVEL_CLASSES = [c for c in CLASSES if c.coco_id is None]
-_BY_NAME: Dict[str, MiniClass] = {c.name: c for c in CLASSES}
 
 
 @dataclasses.dataclass
@@ -192,7 +191,3 @@ def render_scene(scene: Scene) -> np.ndarray:
         m = object_mask(obj, scene.height, scene.width).astype(bool)
         img[m] = np.array(obj.cls.color, np.float32) + rng.normal(0, 8, (int(m.sum()), 3))
     return np.clip(img, 0, 255).astype(np.uint8)
-
-
-def class_by_name(name: str) -> MiniClass:
-    return _BY_NAME[name]
