@@ -3,7 +3,8 @@
 Three layouts are recognised (AP values in percent in the output, whatever the input used):
 
 * ``tools/run_demo.py``'s ``results.json``: ``{"models": {name: {"AP50_base", "AP50_novel", "AP50",
-  optional "per_seed"}}, ...}``; ``per_seed`` (a dict seed -> metrics, or a list of metrics) gives the
+  optional "per_seed"}}, ...}``; ``per_seed`` (the demo's columns ``{"AP50_base": [...], "AP50_novel":
+  [...]}`` in seed order, a dict seed -> metrics, or a list of metrics) gives the
   spread over seeds. Unknown extra keys are ignored, so newer demo files still load.
 * ``tools/train_net.py``'s ``OUTPUT_DIR/results.json``: detectron2's ``{task: {metric: value}}`` (e.g.
   ``oid_challenge`` or ``segm`` / ``bbox``), or ``{dataset: {task: {...}}}`` with several test sets;
@@ -59,6 +60,11 @@ def _split_metrics(d: Mapping[str, Any], scale: float = 1.0) -> Dict[str, float]
 
 
 def _per_seed(value: Any) -> List[Dict[str, float]]:
+    if isinstance(value, Mapping) and value and all(isinstance(v, list) for v in value.values()):
+        # the demo's columns, {"AP50_base": [seed 0, seed 1, ...], "AP50_novel": [...]} -> one dict a seed
+        columns = {k: v for k, v in value.items() if k in _SPLIT_KEYS}
+        value = [{k: v[i] for k, v in columns.items() if i < len(v)}
+                 for i in range(max((len(v) for v in columns.values()), default=0))]
     items = value.values() if isinstance(value, Mapping) else value if isinstance(value, list) else []
     return [m for m in (_split_metrics(v) for v in items if isinstance(v, Mapping)) if m]
 

@@ -82,3 +82,20 @@ def test_results_tab_frames_put_runs_side_by_side_not_stacked(tmp_path):
     assert summary["run"].tolist() == [f"{d}/a", f"{d}/b"]
     _, single, single_order, _ = _results_values([a], "name")
     assert single_order == ["ant", "cat"]  # one run: bars named by category alone
+
+
+def test_demo_per_seed_columns_give_one_entry_a_seed(tmp_path):
+    """tools/run_demo.py writes per_seed as columns in seed order (issue #23's results.json)."""
+    import json
+
+    from alpseg.app.results import load_results, summary_rows
+
+    path = tmp_path / "results.json"
+    path.write_text(json.dumps({"models": {"fcos_mo_alp": {
+        "AP50_base": 69.5, "AP50_novel": 41.6,
+        "per_seed": {"AP50_base": [62.6, 67.4, 78.5], "AP50_novel": [29.4, 45.2, 50.1]}}}}))
+    (run,) = load_results([str(path)])
+    assert run.per_seed == [{"AP50_base": 62.6, "AP50_novel": 29.4}, {"AP50_base": 67.4, "AP50_novel": 45.2},
+                            {"AP50_base": 78.5, "AP50_novel": 50.1}]
+    (row,) = summary_rows([run])
+    assert row[5] == 3
