@@ -30,16 +30,16 @@ from typing import Callable, Dict, List
 import numpy as np
 import torch
 
+# alpseg comes from the installed package (make setup installs it editable), not a sys.path edit
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
 
-import alpseg  # noqa: E402,F401
-from detectron2.checkpoint import DetectionCheckpointer  # noqa: E402
-from detectron2.data.detection_utils import read_image  # noqa: E402
-from detectron2.modeling import build_model  # noqa: E402
+import alpseg  # noqa: F401
+from detectron2.checkpoint import DetectionCheckpointer
+from detectron2.data.detection_utils import read_image
+from detectron2.modeling import build_model
 
-from alpseg.config import load_config  # noqa: E402
-from alpseg.export import (  # noqa: E402
+from alpseg.config import load_config
+from alpseg.export import (
     OnnxPredictor,
     TorchScriptPredictor,
     export_model,
@@ -47,8 +47,8 @@ from alpseg.export import (  # noqa: E402
     postprocess,
     preprocess,
 )
-from alpseg.export.exporter import _trace_inference  # noqa: E402
-from alpseg.utils.io import atomic_write_json  # noqa: E402
+from alpseg.export.exporter import _trace_inference
+from alpseg.utils.io import atomic_write_json
 
 VOCABULARY = ["person", "dog", "cat", "car", "bicycle", "bird", "apple", "umbrella", "dolphin", "starfish"]
 
