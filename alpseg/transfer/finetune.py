@@ -33,6 +33,7 @@ from detectron2.data.samplers import RepeatFactorTrainingSampler, TrainingSample
 from detectron2.engine import launch
 from detectron2.evaluation.testing import flatten_results_dict
 from detectron2.utils import comm
+from detectron2.utils.env import seed_all_rng
 from detectron2.utils.logger import setup_logger
 
 from alpseg.config import load_config
@@ -80,7 +81,9 @@ class TransferTrainer(AlpsegTrainer):
         ``RepeatFactorTrainingSampler``) built here so that it can be seeded and started late:
         seeded by ``SEED`` when it is >= 0 (else a fresh shared seed, as detectron2 does), it drops its
         first ``start_iter * images per process`` indices. With ``SEED`` >= 0 and one aspect-ratio group
-        (or batches that fill each group evenly) a resumed run sees the interrupted run's batches.
+        (or batches that fill each group evenly) a resumed run sees the interrupted run's batches; with
+        ``DATALOADER.NUM_WORKERS`` 0 it ends with the uninterrupted run's weights to the bit (with workers,
+        each start reseeds them, so a resumed run's augmentations are redrawn).
         """
         dataset = get_detection_dataset_dicts(cfg.DATASETS.TRAIN,
                                               filter_empty=cfg.DATALOADER.FILTER_EMPTY_ANNOTATIONS)
@@ -96,7 +99,11 @@ class TransferTrainer(AlpsegTrainer):
             raise ValueError(f"transfer tasks support DATALOADER.SAMPLER_TRAIN TrainingSampler or "
                              f"RepeatFactorTrainingSampler, not {name!r}")
         skip = start_iter * (cfg.SOLVER.IMS_PER_BATCH // comm.get_world_size())
-        return build_detection_train_loader(cfg, dataset=dataset, sampler=_SkipSampler(sampler, skip))
+        # ``seed`` gives the DataLoader its own generator: without one, making the iterator draws from the
+        # process's torch RNG, at iteration 0 in a fresh run but at ``start_iter`` in a resumed one, and
+        # every later random draw (proposal sampling) would differ from the uninterrupted run's.
+        return build_detection_train_loader(cfg, dataset=dataset, sampler=_SkipSampler(sampler, skip),
+                                            seed=seed)
 
     @classmethod
     def build_test_loader(cls, cfg, dataset_name):
@@ -190,6 +197,9 @@ def _train_worker(cfg, spec: Detectron2TaskSpec, datasets_root: str, resume: boo
         register_subset(names[0], spec.subset_percent, spec.subset_seed,
                         record_file=os.path.join(cfg.OUTPUT_DIR, "subset.json") if comm.is_main_process() else "")
     cfg.freeze()
+    # As detectron2's default_setup (which this path does not run): the model's initial weights and the
+    # augmentations follow SEED, so a run is repeatable and a resumed one matches the uninterrupted one.
+    seed_all_rng(cfg.SEED + comm.get_rank())
     trainer = TransferTrainer(cfg)
     resumed = resume and trainer.checkpointer.has_checkpoint()
     trainer.resume_or_load(resume=resume)

@@ -75,10 +75,14 @@ def test_task_trains_two_iterations_and_reports(coco_world, backbone_pkl, tmp_pa
     result = run_detectron2_task(Detectron2TaskSpec(config, subset_percent=percent), backbone_pkl, out, coco_world,
                                  TINY, resume=False)
     assert result["max_iter"] == 2
-    for k in keys:
-        assert k in result["metrics"] and math.isfinite(result["metrics"][k]), (k, result["metrics"])
     with open(os.path.join(out, "log.txt")) as f:
-        assert "backbone verified: 265 tensors" in f.read()
+        log = f.read()
+    # A 2-iteration model from a random backbone may keep no box at all (seed-dependent); detectron2 then
+    # reports NaN with a warning. The protocol's keys must be there either way, and NaN only for that reason.
+    for k in keys:
+        assert k in result["metrics"], (k, result["metrics"])
+        assert math.isfinite(result["metrics"][k]) or "No predictions from the model!" in log, (k, result["metrics"])
+    assert "backbone verified: 265 tensors" in log
     assert os.path.isfile(os.path.join(out, "model_final.pth"))
     if percent is not None:
         assert result["train_datasets"] == ["coco_2017_train_50pct_seed0"]
@@ -146,8 +150,18 @@ def test_killed_task_resumes_from_its_checkpoint(coco_world, backbone_pkl, tmp_p
     assert os.path.isfile(os.path.join(out, "model_0000001.pth"))
     assert not os.path.exists(os.path.join(out, "model_final.pth"))
     seed = load_config(os.path.join(out, "config.yaml")).SEED
-    result = run_detectron2_task(spec, backbone_pkl, out, coco_world, opts, resume=True)
-    assert result["max_iter"] == 4 and math.isfinite(result["metrics"]["segm/AP"])
-    assert load_config(os.path.join(out, "config.yaml")).SEED == seed >= 0  # the same sampler seed
-    log = open(os.path.join(out, "log.txt")).read()
-    assert "Starting training from iteration 2" in log and os.path.isfile(os.path.join(out, "model_final.pth"))
+    resumed = run_detectron2_task(spec, backbone_pkl, out, coco_world, opts, resume=True)
+    assert load_config(os.path.join(out, "config.yaml")).SEED == seed >= 0  # the drawn sampler seed is kept
+    assert "Starting training from iteration 2" in open(os.path.join(out, "log.txt")).read()
+    # The resumed run ends where one uninterrupted run with that seed ends, to the bit (weights and metrics).
+    whole_out = str(tmp_path / "uninterrupted")
+    whole = run_detectron2_task(spec, backbone_pkl, whole_out, coco_world, opts + ["SEED", str(seed)], resume=False)
+    assert resumed["max_iter"] == whole["max_iter"] == 4
+    assert resumed["metrics"].keys() == whole["metrics"].keys()
+    for k, v in whole["metrics"].items():
+        assert v == resumed["metrics"][k] or (math.isnan(v) and math.isnan(resumed["metrics"][k])), k
+    final, reference = (torch.load(os.path.join(d, "model_final.pth"), map_location="cpu", weights_only=False)["model"]
+                        for d in (out, whole_out))
+    assert final.keys() == reference.keys()
+    for name, tensor in reference.items():
+        assert torch.equal(final[name], tensor), name
