@@ -245,6 +245,8 @@ class OpenVocabFastRCNNOutputLayers(FastRCNNOutputLayers):
             if missing:
                 raise ValueError("score calibration needs proposals with objectness_logits (RPN proposals)")
             probs = calibrated_scores(probs, cat([p.objectness_logits for p in proposals]))
+        if len(proposals) == 1:  # one image (an export): no split, whose sizes tracing would freeze
+            return (probs,)
         return probs.split([len(p) for p in proposals], dim=0)
 
 
