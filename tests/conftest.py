@@ -82,10 +82,10 @@ def tiny_opts():
     return list(TINY_MODEL_OPTS)
 
 
-@pytest.fixture(scope="session")
-def trained_fcos_mo(miniature_root, tmp_path_factory):
-    """A demo-size FCOS-MO (configs/demo/open_vocab.yaml) trained 2 iterations on the miniature COCO
-    by tools/train_net.py, with a random phrase bank of the COCO names and the miniature class names.
+def _train_demo_model(config: str, miniature_root: str, out, opts=()) -> dict:
+    """Train ``config`` 2 iterations on the miniature COCO with tools/train_net.py, with a random
+    phrase bank of the COCO names and the miniature class names, in the folder ``out`` (``opts``:
+    more config overrides).
 
     Returns ``{"config", "weights", "bank", "vocabulary"}`` (``vocabulary``: the miniature classes).
     """
@@ -101,7 +101,6 @@ def trained_fcos_mo(miniature_root, tmp_path_factory):
     from alpseg.text.prompts import normalize_phrase
 
     repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    out = tmp_path_factory.mktemp("trained_fcos_mo")
     with open(os.path.join(miniature_root, "coco", "annotations", "instances_train2017.json")) as f:
         coco_names = [c["name"] for c in json.load(f)["categories"]]
     phrases = sorted({normalize_phrase(p) for p in coco_names + [c.name for c in CLASSES]})
@@ -111,11 +110,26 @@ def trained_fcos_mo(miniature_root, tmp_path_factory):
     PhraseBank(phrases, emb, encoder_id("ViT-B-32", "none"), "single").save(bank)
     env = dict(os.environ, DETECTRON2_DATASETS=miniature_root, OMP_NUM_THREADS="1")
     proc = subprocess.run(
-        [sys.executable, "tools/train_net.py", "--config-file", "configs/demo/open_vocab.yaml", "--num-gpus", "0",
+        [sys.executable, "tools/train_net.py", "--config-file", config, "--num-gpus", "0",
          "OUTPUT_DIR", str(out / "run"), "MODEL.OPEN_VOCAB.EMBEDDINGS", bank, "SOLVER.MAX_ITER", "2",
-         "SOLVER.IMS_PER_BATCH", "2", "DATASETS.TEST", "()", "SEED", "0"],
+         "SOLVER.IMS_PER_BATCH", "2", "DATASETS.TEST", "()", "SEED", "0", *opts],
         cwd=repo, env=env, capture_output=True, text=True, timeout=900,
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return {"config": str(out / "run" / "config.yaml"), "weights": str(out / "run" / "model_final.pth"),
             "bank": bank, "vocabulary": [normalize_phrase(c.name) for c in CLASSES]}
+
+
+@pytest.fixture(scope="session")
+def trained_fcos_mo(miniature_root, tmp_path_factory):
+    """A demo-size FCOS-MO (configs/demo/open_vocab.yaml) trained 2 iterations on the miniature COCO
+    by tools/train_net.py (:func:`_train_demo_model`)."""
+    return _train_demo_model("configs/demo/open_vocab.yaml", miniature_root, tmp_path_factory.mktemp("trained_fcos_mo"))
+
+
+@pytest.fixture(scope="session")
+def trained_mask_rcnn_star(miniature_root, tmp_path_factory):
+    """A demo-size Mask R-CNN* (configs/demo/mask_rcnn_star_open_vocab.yaml: COCO masks only)
+    trained 2 iterations on the miniature COCO by tools/train_net.py (:func:`_train_demo_model`)."""
+    return _train_demo_model("configs/demo/mask_rcnn_star_open_vocab.yaml", miniature_root,
+                             tmp_path_factory.mktemp("trained_mask_rcnn_star"))

@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Export a trained FCOS-MO with a vocabulary to ONNX or TorchScript (detectron2's tracing path).
+"""Export a trained FCOS-MO or Mask R-CNN* with a vocabulary to ONNX or TorchScript (detectron2's tracing path).
 
     python tools/export_model.py --config-file output/demo/fcos_mo_alp/config.yaml \
         --weights output/demo/fcos_mo_alp/model_final.pth --vocabulary "dolphin,starfish,apple" \
@@ -11,7 +11,9 @@ so the vocabulary can change without re-exporting; the given vocabulary's embedd
 phrase_embeddings.npy and used by default. Run the export with
 ``tools/demo.py --onnx exported/model.onnx --input ...``. See docs/export.md.
 
---vocabulary is a comma list, a file with one phrase a line, or a registered dataset name; the
+The meta-architecture (FCOSMO or MaskRCNNStar) comes from the config's MODEL.META_ARCHITECTURE;
+both exports have the same inputs and outputs, and the sidecar records which one it is
+("model_kind"). --vocabulary is a comma list, a file with one phrase a line, or a registered dataset name; the
 phrases are looked up in the model's phrase bank (MODEL.OPEN_VOCAB.EMBEDDINGS). --sample-image must
 show an object the model detects: tracing records the path this image takes.
 """
@@ -30,7 +32,7 @@ def main(argv=None) -> int:
     p.add_argument("--vocabulary", required=True, help="comma list, phrase file, or dataset name")
     p.add_argument("--format", choices=["onnx", "torchscript"], default="onnx")
     p.add_argument("--export-method", choices=["tracing"], default="tracing",
-                   help="detectron2's export methods; FCOS-MO's post-processing is exported by tracing only")
+                   help="detectron2's export methods; the post-processing in the graph is exported by tracing only")
     p.add_argument("--sample-image", required=True, help="an image with at least one detection (used for tracing)")
     p.add_argument("--embeddings-input", action="store_true",
                    help="make the phrase embeddings a graph input (vocabulary changeable without re-export)")
@@ -47,7 +49,7 @@ def main(argv=None) -> int:
     from detectron2.modeling import build_model
 
     from alpseg.config import load_config
-    from alpseg.export import export_model, preprocess
+    from alpseg.export import export_model, model_kind, preprocess
     from alpseg.text.bank import build_vocabulary
 
     for flag, path in (("--config-file", args.config_file), ("--weights", args.weights),
@@ -58,6 +60,7 @@ def main(argv=None) -> int:
     try:
         cfg = load_config(args.config_file, args.opts + ["MODEL.WEIGHTS", args.weights, "MODEL.DEVICE", "cpu"])
         model = build_model(cfg)
+        model_kind(model)  # a meta-architecture that cannot be exported: a one-line error before loading anything
         model.eval()
         DetectionCheckpointer(model).load(args.weights)
         phrases = build_vocabulary(args.vocabulary)

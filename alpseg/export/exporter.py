@@ -1,6 +1,7 @@
-"""Export FCOS-MO with a vocabulary to ONNX or TorchScript (detectron2's tracing path).
+"""Export FCOS-MO or Mask R-CNN* with a vocabulary to ONNX or TorchScript (detectron2's tracing path).
 
-What the exported graph holds (one image per call)::
+The meta-architecture is read from the model (:data:`MODEL_KINDS`); both give the same graph
+interface, so one runtime serves both. What the exported FCOS-MO graph holds (one image per call)::
 
     inputs   image             float32 (3, H, W), the test-resized image in the model's INPUT.FORMAT
              phrase_embeddings float32 (C, D), only with ``embeddings_input=True``; otherwise the
@@ -11,6 +12,15 @@ What the exported graph holds (one image per call)::
              class-specific NMS, top-N detections, RoIAlign of the kept boxes, mask head, sigmoid
     outputs  boxes (R, 4) XYXY in the resized image, scores (R,), classes (R,) int64 into the
              vocabulary, mask_probs (R, 1, M, M) (absent for a model without a mask head)
+
+Mask R-CNN*: the same inputs and outputs; the graph holds pixel normalization and padding, backbone
++ FPN, the RPN (anchors, per-level top-k, box decoding, NMS, post-NMS top-k), RoIAlign of the
+proposals, box head, cosine / tau against the phrases + zero background, (C + 1)-way softmax,
+calibration sqrt(prob * sigmoid(objectness)), class-agnostic box decoding, score threshold,
+class-specific NMS, top-N, RoIAlign of the kept boxes, Hourglass mask head, sigmoid. Its per-image
+splits are trace-safe for one image: the Mask R-CNN* box predictor and mask head skip the split when
+there is one image, and detectron2's ``predict_boxes`` split is traced with dynamic sizes because
+``TracingAdapter`` patches ``len`` in ``detectron2.modeling.roi_heads.fast_rcnn``.
 
 Outside the graph (:mod:`alpseg.export.runtime`, shipped with the package): reading the image, the
 test-time resize (``ResizeShortestEdge``, as ``DefaultPredictor`` does), and detectron2's
@@ -39,7 +49,10 @@ from detectron2.export import TracingAdapter
 from ..utils.io import atomic_write_json
 from .fuse import fuse_conv_bn_
 
-__all__ = ["export_model", "SIDECAR_SUFFIX", "EXPORT_FORMATS", "sidecar_path", "load_sidecar", "OUTPUT_NAMES"]
+__all__ = [
+    "export_model", "SIDECAR_SUFFIX", "EXPORT_FORMATS", "MODEL_KINDS", "model_kind", "sidecar_path", "load_sidecar",
+    "OUTPUT_NAMES",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -49,6 +62,8 @@ SIDECAR_SUFFIX = ".json"
 OUTPUT_NAMES = ["boxes", "scores", "classes", "mask_probs"]
 ONNX_OPSET = 17  # RoiAlign with aligned (half-pixel) coordinates needs opset >= 16
 SIDECAR_VERSION = 1
+# sidecar "model_kind" -> meta-architecture class name (subclasses are exported as their base)
+MODEL_KINDS = {"fcos_mo": "FCOSMO", "mask_rcnn_star": "MaskRCNNStar"}
 
 
 def sidecar_path(model_path: str) -> str:
@@ -72,8 +87,23 @@ def load_sidecar(model_path: str) -> Dict:
     return meta
 
 
+def model_kind(model) -> str:
+    """The key of :data:`MODEL_KINDS` for ``model``; ``TypeError`` for a model that cannot be exported."""
+    from ..modeling.fcos_mo import FCOSMO
+    from ..modeling.mask_rcnn_star import MaskRCNNStar
+
+    for kind, cls in (("fcos_mo", FCOSMO), ("mask_rcnn_star", MaskRCNNStar)):
+        if isinstance(model, cls):
+            return kind
+    raise TypeError(
+        f"export supports MODEL.META_ARCHITECTURE {' and '.join(MODEL_KINDS.values())}; got {type(model).__name__}"
+    )
+
+
 def _trace_inference(model, image: Tensor, text: Optional[Tensor] = None):
     """What the exported graph computes: one image -> boxes, scores, classes[, mask_probs]."""
+    if model_kind(model) == "mask_rcnn_star":
+        return _mask_rcnn_star_inference(model, image, text)
     images = model.preprocess_image([{"image": image}])
     features = model.backbone(images.tensor)
     features = [features[f] for f in model.head_in_features]
@@ -84,6 +114,39 @@ def _trace_inference(model, image: Tensor, text: Optional[Tensor] = None):
     return outputs
 
 
+def _mask_rcnn_star_inference(model, image: Tensor, text: Optional[Tensor] = None):
+    """Mask R-CNN*'s inference (``GeneralizedRCNN.inference`` without post-processing) on one image,
+    classified against ``text`` (``(C, D)``; the test vocabulary when None)."""
+    images = model.preprocess_image([{"image": image}])
+    features = model.backbone(images.tensor)
+    proposals, _ = model.proposal_generator(images, features, None)
+    heads = model.roi_heads
+    saved = heads.test_phrase_embeddings
+    heads.test_phrase_embeddings = model.test_vocabulary[1] if text is None else text
+    try:
+        (result,), _ = heads(images, features, proposals, None)
+    finally:
+        heads.test_phrase_embeddings = saved
+    outputs = (result.pred_boxes.tensor, result.scores, result.pred_classes)
+    if heads.mask_on:
+        outputs += (result.pred_masks,)
+    return outputs
+
+
+def _graph_constants(model, kind: str) -> Dict:
+    """The test-time thresholds and counts that tracing bakes into the graph (for the sidecar)."""
+    if kind == "fcos_mo":
+        return {"score_thresh_in_graph": float(model.test_score_thresh),
+                "nms_thresh_in_graph": float(model.test_nms_thresh),
+                "max_detections_per_image": int(model.max_detections_per_image)}
+    predictor, rpn = model.roi_heads.box_predictor, model.proposal_generator
+    return {"score_thresh_in_graph": float(predictor.test_score_thresh),
+            "nms_thresh_in_graph": float(predictor.test_nms_thresh),
+            "max_detections_per_image": int(predictor.test_topk_per_image),
+            "rpn_in_graph": {"pre_nms_topk": int(rpn.pre_nms_topk[False]),
+                             "post_nms_topk": int(rpn.post_nms_topk[False]), "nms_thresh": float(rpn.nms_thresh)}}
+
+
 class _NoPhraseBank:
     """Stands in for the phrase bank while tracing: ``torch.jit.trace`` probes every attribute of the
     model, which would load the (possibly absent) bank file; the vocabulary is given, so no lookup
@@ -91,15 +154,6 @@ class _NoPhraseBank:
 
     def lookup(self, phrases):
         raise RuntimeError("export uses the given vocabulary embeddings; the phrase bank is not consulted")
-
-
-def _check_model(model) -> None:
-    from ..modeling.fcos_mo import FCOSMO
-
-    if not isinstance(model, FCOSMO):
-        raise TypeError(
-            f"export supports FCOSMO; got {type(model).__name__} (Mask R-CNN*: see docs/export.md, 'Limits')"
-        )
 
 
 def export_model(
@@ -114,7 +168,8 @@ def export_model(
     extra_meta: Optional[Dict] = None,
     fuse_norms: bool = False,
 ) -> str:
-    """Trace ``model`` (an eval-mode :class:`FCOSMO` on CPU) and write ``output_dir/model.{onnx,ts}``.
+    """Trace ``model`` (an eval-mode :class:`FCOSMO` or :class:`MaskRCNNStar` on CPU) and write
+    ``output_dir/model.{onnx,ts}``.
 
     Args:
         phrases, embeddings: the vocabulary baked in (``(C, D)`` unit rows); with ``embeddings_input``
@@ -133,7 +188,7 @@ def export_model(
     """
     if fmt not in EXPORT_FORMATS:
         raise ValueError(f"unknown export format {fmt!r}; choose one of {EXPORT_FORMATS}")
-    _check_model(model)
+    kind = model_kind(model)
     model.eval()
     bank, model.phrase_bank = model._phrase_bank, None  # not copied: the export never looks phrases up
     try:
@@ -177,6 +232,7 @@ def export_model(
     meta = {
         "alpseg_export": SIDECAR_VERSION,
         "format": fmt,
+        "model_kind": kind,
         "meta_architecture": type(model).__name__,
         "inputs": input_names,
         "outputs": output_names,
@@ -185,9 +241,7 @@ def export_model(
         "embeddings_input": bool(embeddings_input),
         "default_embeddings": None,
         "preprocessing": preprocessing or {},
-        "score_thresh_in_graph": float(model.test_score_thresh),
-        "nms_thresh_in_graph": float(model.test_nms_thresh),
-        "max_detections_per_image": int(model.max_detections_per_image),
+        **_graph_constants(model, kind),
         "fused_conv_norms": fused,
         "torch": torch.__version__,
         **({"onnx_opset": ONNX_OPSET} if fmt == "onnx" else {}),

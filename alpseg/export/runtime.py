@@ -1,4 +1,5 @@
-"""Run an exported FCOS-MO: pre-processing, the graph (ONNX Runtime or TorchScript), post-processing.
+"""Run an exported FCOS-MO or Mask R-CNN* (one interface for both): pre-processing, the graph
+(ONNX Runtime or TorchScript), post-processing.
 
 The predictors have the interface of :class:`alpseg.demo.predictor.OpenVocabPredictor` (call on a
 BGR ``uint8`` image -> ``{"instances": Instances}`` at the image's size; ``phrases``, ``draw``,
@@ -37,14 +38,16 @@ def preprocess(image_bgr: np.ndarray, meta: Dict) -> torch.Tensor:
     return torch.as_tensor(np.ascontiguousarray(image).astype("float32").transpose(2, 0, 1))
 
 
-def postprocess(outputs: Sequence[torch.Tensor], input_hw: Tuple[int, int], output_hw: Tuple[int, int]) -> Instances:
+def postprocess(outputs: Sequence[torch.Tensor], input_hw: Tuple[int, int], output_hw: Tuple[int, int],
+                mask_threshold: float = 0.5) -> Instances:
     """Graph outputs (boxes, scores, classes[, mask_probs]) of an image resized to ``input_hw`` ->
-    ``Instances`` at the original ``output_hw``: boxes scaled and clipped, masks pasted (threshold 0.5)."""
+    ``Instances`` at the original ``output_hw``: boxes scaled and clipped, masks pasted (foreground
+    where the interpolated probability is at least ``mask_threshold``)."""
     boxes, scores, classes = outputs[:3]
     inst = Instances(tuple(input_hw), pred_boxes=Boxes(boxes), scores=scores, pred_classes=classes)
     if len(outputs) > 3:
         inst.pred_masks = outputs[3]
-    return detector_postprocess(inst, output_hw[0], output_hw[1])
+    return detector_postprocess(inst, output_hw[0], output_hw[1], mask_threshold)
 
 
 class ExportedPredictor(VocabularyPredictor):

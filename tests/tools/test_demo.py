@@ -92,3 +92,37 @@ def test_export_tool_and_demo_on_the_onnx_export(trained_fcos_mo, miniature_root
     proc = subprocess.run(export[:-6] + ["--sample-image", str(tmp_path / "nope.jpg"), "--output", str(tmp_path / "e2")],
                           cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 2 and "nope.jpg: no such file" in proc.stderr
+
+
+@pytest.mark.timeout(900)
+def test_export_tool_reads_the_meta_architecture_from_the_config(trained_mask_rcnn_star, miniature_root, tmp_path):
+    """The same tool exports Mask R-CNN* (no flag says which model it is) and tools/demo.py runs it
+    with another vocabulary; a meta-architecture without an export path is a one-line error."""
+    pytest.importorskip("onnxruntime")
+    import json
+
+    good, _ = _inputs(miniature_root, tmp_path)
+    env = dict(os.environ, DETECTRON2_DATASETS=miniature_root, OMP_NUM_THREADS="1")
+    t = trained_mask_rcnn_star
+    export = [sys.executable, "tools/export_model.py", "--config-file", t["config"], "--weights", t["weights"],
+              "--vocabulary", ",".join(t["vocabulary"]), "--sample-image", good[0], "--embeddings-input",
+              "--no-progress", "--output", str(tmp_path / "exp")]
+    proc = subprocess.run(export, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    model = proc.stdout.strip().splitlines()[-1]
+    with open(model + ".json") as f:
+        meta = json.load(f)
+    assert (meta["model_kind"], meta["meta_architecture"]) == ("mask_rcnn_star", "MaskRCNNStar")
+    assert meta["phrase_bank"] == t["bank"] and meta["inputs"] == ["image", "phrase_embeddings"]
+    proc = _demo(["--onnx", model, "--vocabulary", "person,apple", "--input", good[2], "--output",
+                  str(tmp_path / "out")], miniature_root)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.split() == [str(tmp_path / "out" / "img1.png")]
+
+    closed = (export[:3] + ["configs/fcos_reimpl/fcos_R_50_FPN_1x_mask.yaml"] + export[4:-2]
+              + ["--output", str(tmp_path / "e2")])
+    closed = subprocess.run(closed + ["MODEL.RESNETS.DEPTH", "18", "MODEL.RESNETS.RES2_OUT_CHANNELS", "64"],
+                            cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert closed.returncode == 1, closed.stderr[-3000:]
+    assert "export supports MODEL.META_ARCHITECTURE FCOSMO and MaskRCNNStar; got FCOSMask" in closed.stderr
+    assert not (tmp_path / "e2").exists()
