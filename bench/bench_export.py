@@ -1,7 +1,8 @@
 #!/usr/bin/env python
-"""CPU latency of an exported FCOS-MO: PyTorch eager vs ONNX Runtime vs TorchScript, one run.
+"""CPU latency of an exported FCOS-MO or Mask R-CNN*: PyTorch eager vs ONNX Runtime vs TorchScript,
+one run.
 
-The same FCOS-MO (a config, random weights unless ``--weights``) is exported to ONNX and TorchScript
+The same model (a config of either meta-architecture, random weights unless ``--weights``) is exported to ONNX and TorchScript
 with a vocabulary baked in, then the three run the same pre-processed images one after the other
 (eager, eager with folded batch norms, ONNX Runtime, TorchScript, eager, ...) after warm-up; the
 report gives medians per image and the ratios to eager PyTorch (batch norms not folded), for the graph alone (what is exported) and end to end (reading
@@ -11,6 +12,7 @@ same number of threads (``--threads``, default 1).
     python bench/bench_export.py                                   # demo-size model, 96 px, 1 thread
     python bench/bench_export.py --config-file configs/fcos_reimpl/fcos_R_50_FPN_1x_mask.yaml --size 512 512
     python bench/bench_export.py --weights output/demo/fcos_mo_alp/model_final.pth --images DIR/*.jpg
+    python bench/bench_export.py --config-file configs/demo/mask_rcnn_star_alp.yaml --images DIR/*.jpg
 
 With random weights every image keeps the maximum of 100 detections (the mask head's worst case).
 """
@@ -47,7 +49,7 @@ from alpseg.export import (
     postprocess,
     preprocess,
 )
-from alpseg.export.exporter import _trace_inference
+from alpseg.export.exporter import _trace_inference, model_kind
 from alpseg.utils.io import atomic_write_json
 
 VOCABULARY = ["person", "dog", "cat", "car", "bicycle", "bird", "apple", "umbrella", "dolphin", "starfish"]
@@ -123,7 +125,8 @@ def run(args) -> Dict:
                             detections.append(int(out[0].shape[0]))
     med = {part: {k: statistics.median(v) for k, v in t.items()} for part, t in times.items()}
     return {
-        "config": os.path.relpath(args.config_file, ROOT), "weights": args.weights or "random",
+        "config": os.path.relpath(args.config_file, ROOT), "model_kind": model_kind(model),
+        "weights": args.weights or "random",
         "images": len(images), "input_size": list(inputs[0].shape[1:]), "threads": args.threads,
         "repeats": args.repeats, "detections_per_image": detections, "load_average_at_start": args.load,
         "export_s": {"onnx": round(export_onnx_s, 1), "torchscript": round(export_ts_s, 1)},
