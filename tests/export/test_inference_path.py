@@ -1,5 +1,6 @@
 """FCOS-MO's inference path: the mask head sees only the final detections, all images of a batch in
-one call, and a single image (the exported case) gets exactly the batched path's masks."""
+one call, and a single image (the exported case) gets exactly the batched path's masks; Mask R-CNN*'s
+single-image path (no per-image splits) gives the batched path's detections."""
 import numpy as np
 import torch
 from detectron2.modeling import build_model
@@ -59,3 +60,29 @@ def test_single_image_masks_equal_the_mask_heads_own_inference(tiny_opts):
         mask_rcnn_inference(model.mask_head.layers(x), [ref])
     assert inst.pred_masks.shape == (3, 1, 32, 32)
     assert torch.equal(inst.pred_masks, ref.pred_masks)
+
+
+def test_mask_rcnn_star_single_image_equals_its_batched_inference(tiny_opts):
+    """Mask R-CNN*'s single-image path (no per-image split in predict_probs or the mask head, the
+    exported case) gives each image of a batch exactly the detections the batched path gives it."""
+    torch.manual_seed(0)
+    cfg = load_config("configs/demo/mask_rcnn_star_alp.yaml", tiny_opts + ["MODEL.RPN.POST_NMS_TOPK_TEST", "1000"])
+    model = build_model(cfg).eval()
+    emb = torch.nn.functional.normalize(torch.randn(5, cfg.MODEL.OPEN_VOCAB.EMBED_DIM), dim=1)
+    model.set_test_vocabulary([f"phrase {i}" for i in range(5)], emb)
+    rng = np.random.RandomState(0)
+    # one size: in a batch a smaller image is padded, which gives it other anchors than alone
+    images = [{"image": torch.tensor(rng.randint(0, 256, (3, 96, 128)), dtype=torch.float32)} for _ in range(2)]
+    proposals = []
+    model.proposal_generator.register_forward_hook(lambda m, inp, out: proposals.append([len(p) for p in out[0]]))
+    with torch.no_grad():
+        batched = model.inference(images, do_postprocess=False)
+        single = [model.inference([im], do_postprocess=False)[0] for im in images]
+    # the images differ in their number of proposals, so the batched path really splits
+    assert proposals[0][0] != proposals[0][1] and proposals[1:] == [[n] for n in proposals[0]]
+    for b, s in zip(batched, single):
+        assert len(b) == len(s) > 0
+        assert torch.equal(b.pred_classes, s.pred_classes)
+        torch.testing.assert_close(b.pred_boxes.tensor, s.pred_boxes.tensor, atol=1e-4, rtol=0)
+        torch.testing.assert_close(b.scores, s.scores, atol=1e-5, rtol=0)
+        torch.testing.assert_close(b.pred_masks, s.pred_masks, atol=1e-5, rtol=0)
