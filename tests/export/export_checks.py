@@ -115,6 +115,26 @@ def check_another_vocabulary(exported, undecided=0.0):
         compare(exported["predictor"], runtime, other, emb, read_image(image_path, format="BGR"), undecided)
 
 
+def check_no_detection(exported):
+    """A vocabulary on which nothing passes the score threshold (1000 zero embeddings: every phrase
+    gets probability 1/1001, below 0.05 even after calibration) gives empty outputs in PyTorch and in
+    the export with an embeddings input, and no instance after post-processing, although the graph
+    was traced on an image with detections."""
+    phrases = [f"phrase {i}" for i in range(1000)]
+    emb = torch.zeros((len(phrases), exported["bank"].dim))
+    model = exported["predictor"].model
+    model.set_test_vocabulary(phrases, emb)
+    runtime = OnnxPredictor(exported["paths"]["onnx_input"], phrases, emb.numpy(), num_threads=1)
+    for image_path in exported["images"][:2]:
+        image = read_image(image_path, format="BGR")
+        x = preprocess(image, runtime.meta)
+        with torch.no_grad():
+            ref = _trace_inference(model, x)
+        got = runtime.raw(x)
+        assert len(ref[0]) == 0 and [tuple(t.shape) for t in got] == [tuple(t.shape) for t in ref]
+        assert len(runtime(image)["instances"]) == 0
+
+
 def min_mask_iou(a, b, decided=None):
     """The smallest IoU of boolean masks ``a[i]``, ``b[i]`` (1 where both are empty), counting only
     the ``decided`` pixels when given (which must hold both foreground and background of ``a``)."""

@@ -10,7 +10,9 @@ pytest.importorskip("onnxruntime")
 
 from detectron2.data.detection_utils import read_image  # noqa: E402
 from export_checks import compare as _compare  # noqa: E402
-from export_checks import baked_case, check_another_vocabulary, make_exports  # noqa: E402
+from export_checks import (  # noqa: E402
+    baked_case, check_another_vocabulary, check_no_detection, make_exports,
+)
 from export_checks import min_mask_iou as _min_mask_iou  # noqa: E402
 
 from alpseg.export import OnnxPredictor, load_sidecar, preprocess  # noqa: E402
@@ -35,6 +37,10 @@ def test_baked_vocabulary_matches_pytorch(exported, kind):
 @pytest.mark.timeout(900)
 def test_another_vocabulary_as_input_matches_pytorch(exported):
     check_another_vocabulary(exported)
+
+
+def test_a_vocabulary_without_detections_gives_empty_outputs(exported):
+    check_no_detection(exported)
 
 
 def test_baked_export_refuses_another_vocabulary(exported):

@@ -12,7 +12,9 @@ import torch
 
 pytest.importorskip("onnxruntime")
 
-from export_checks import baked_case, check_another_vocabulary, compare, make_exports  # noqa: E402
+from export_checks import (  # noqa: E402
+    baked_case, check_another_vocabulary, check_no_detection, compare, make_exports,
+)
 
 from alpseg.export import load_sidecar, preprocess  # noqa: E402
 from alpseg.export.exporter import _trace_inference  # noqa: E402
@@ -59,6 +61,10 @@ def test_baked_vocabulary_matches_pytorch(exported, kind):
 @pytest.mark.timeout(900)
 def test_another_vocabulary_as_input_matches_pytorch(exported):
     check_another_vocabulary(exported, UNDECIDED)
+
+
+def test_a_vocabulary_without_detections_gives_empty_outputs(exported):
+    check_no_detection(exported)
 
 
 def test_sidecar_records_the_model_kind_and_the_graph_constants(exported):
