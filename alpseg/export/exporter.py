@@ -88,12 +88,11 @@ def load_sidecar(model_path: str) -> Dict:
 
 
 def model_kind(model) -> str:
-    """The key of :data:`MODEL_KINDS` for ``model``; ``TypeError`` for a model that cannot be exported."""
-    from ..modeling.fcos_mo import FCOSMO
-    from ..modeling.mask_rcnn_star import MaskRCNNStar
-
-    for kind, cls in (("fcos_mo", FCOSMO), ("mask_rcnn_star", MaskRCNNStar)):
-        if isinstance(model, cls):
+    """The key of :data:`MODEL_KINDS` for ``model`` (its class or a base class of it has that name);
+    ``TypeError`` for a model that cannot be exported."""
+    bases = {cls.__name__ for cls in type(model).__mro__}
+    for kind, name in MODEL_KINDS.items():
+        if name in bases:
             return kind
     raise TypeError(
         f"export supports MODEL.META_ARCHITECTURE {' and '.join(MODEL_KINDS.values())}; got {type(model).__name__}"
