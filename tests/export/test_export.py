@@ -63,6 +63,8 @@ def test_sidecar_records_vocabulary_and_preprocessing(exported):
     with open(exported["paths"]["onnx"] + ".json") as f:
         meta = json.load(f)
     assert meta["vocabulary"] == exported["vocab"] and meta["format"] == "onnx"
+    assert (meta["model_kind"], meta["meta_architecture"]) == ("fcos_mo", "FCOSMO")
+    assert "rpn_in_graph" not in meta
     assert meta["outputs"] == ["boxes", "scores", "classes", "mask_probs"]
     assert meta["preprocessing"] == {"input_format": "RGB", "min_size_test": 96, "max_size_test": 96}
     assert meta["score_thresh_in_graph"] == 0.05 and meta["max_detections_per_image"] == 100
