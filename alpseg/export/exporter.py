@@ -94,7 +94,7 @@ class _NoPhraseBank:
 
 
 def _check_model(model) -> None:
-    from ..modeling.fcos_mo import FCOSMO
+    from ..modeling.meta_arch import FCOSMO
 
     if not isinstance(model, FCOSMO):
         raise TypeError(

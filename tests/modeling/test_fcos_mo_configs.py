@@ -68,8 +68,8 @@ def test_table2_config_is_closed_vocabulary_fcos_and_trains_2_iterations(path):
     """Table 2 rows: detectron2's FCOS classifier (80 sigmoids, focal loss), plus the mask head from row 2."""
     from detectron2.modeling.meta_arch.fcos import FCOSHead
 
-    from alpseg.modeling.fcos_mask import FCOSMask
-    from alpseg.modeling.fcos_mo import FCOSMO
+    from alpseg.modeling.meta_arch import FCOSMask
+    from alpseg.modeling.meta_arch import FCOSMO
 
     cfg = load_config(path, tiny_overrides())
     torch.manual_seed(0)

@@ -12,14 +12,9 @@ from detectron2.structures import Boxes, Instances
 from detectron2.utils.events import EventStorage
 
 from alpseg.config import load_config
-from alpseg.modeling.mask_rcnn_star import (
-    MaskRCNNStar,
-    OpenVocabFastRCNNOutputLayers,
-    SelectiveRPN,
-    calibrated_scores,
-    image_label_loss,
-    largest_box_index,
-)
+from alpseg.modeling.meta_arch import MaskRCNNStar
+from alpseg.modeling.proposal_generator import SelectiveRPN
+from alpseg.modeling.roi_heads import OpenVocabFastRCNNOutputLayers, calibrated_scores, image_label_loss, largest_box_index
 
 from fcos_mo_batches import EMBED_DIM, make_batch, make_instances
 
