@@ -150,11 +150,11 @@ class OIDChallengeEvaluator(DatasetEvaluator):
 
     @classmethod
     def from_config(cls, cfg, dataset_name: str, output_dir: Optional[str] = None):
-        from alpseg.text.bank import build_vocabulary
+        from alpseg.text.vocabulary import build_vocabulary
 
         spec = cfg.MODEL.OPEN_VOCAB.TEST_VOCABULARY.strip()
         return {
-            # the vocabulary the model classifies against (alpseg.modeling.vocabulary builds the same)
+            # the vocabulary the model classifies against (alpseg.modeling.vocabulary_mixin loads the same)
             "vocabulary": build_vocabulary(spec, dataset_name) if spec else None,
             "dataset_name": dataset_name,
             "output_dir": output_dir,

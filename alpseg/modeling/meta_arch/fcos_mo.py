@@ -43,7 +43,7 @@ from detectron2.utils.events import get_event_storage
 
 from ..instance_fields import gt_is_alp
 from ..open_vocab import OpenVocabClassifier, region_phrase_contrastive_loss
-from ..vocabulary import PhraseVocabularyMixin, instance_phrases, vocabulary_kwargs_from_config
+from ..vocabulary_mixin import PhraseVocabularyMixin, instance_phrases, vocabulary_kwargs_from_config
 from .fcos_mask import FCOSMask, dense_detector_kwargs, dense_head_norm
 
 __all__ = ["FCOSMO", "FCOSMOHead"]

@@ -43,7 +43,7 @@ from detectron2.utils.events import get_event_storage
 from ..instance_fields import gt_has_mask, gt_is_alp
 from ..proposal_generator.selective_rpn import SelectiveRPN
 from ..roi_heads.mask_rcnn_star_roi_heads import MaskRCNNStarROIHeads
-from ..vocabulary import PhraseVocabularyMixin, instance_phrases, vocabulary_kwargs_from_config
+from ..vocabulary_mixin import PhraseVocabularyMixin, instance_phrases, vocabulary_kwargs_from_config
 
 __all__ = ["ALP_SUPERVISION_MODES", "MaskRCNNStar"]
 
@@ -75,7 +75,7 @@ class MaskRCNNStar(PhraseVocabularyMixin, GeneralizedRCNN):
         Args:
             alp_supervision: one of :data:`ALP_SUPERVISION_MODES` (see the module docstring).
             phrase_bank, phrase_bank_loader, test_vocabulary_loader, default_test_dataset: see
-                :class:`~alpseg.modeling.vocabulary.PhraseVocabularyMixin`.
+                :class:`~alpseg.modeling.vocabulary_mixin.PhraseVocabularyMixin`.
             kwargs: arguments of :class:`GeneralizedRCNN`; ``roi_heads`` must be
                 :class:`MaskRCNNStarROIHeads`.
         """
