@@ -32,8 +32,8 @@ import pycocotools.mask as mask_utils
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from alpseg.evaluation.oid_challenge import evaluate_oid_challenge, evaluate_oid_challenge_files  # noqa: E402
-from alpseg.evaluation.oid_io import (  # noqa: E402
+from alpseg.evaluation.oid.challenge import evaluate_oid_challenge, evaluate_oid_challenge_files  # noqa: E402
+from alpseg.evaluation.oid.io import (  # noqa: E402
     BoxRow,
     ChallengeGroundTruth,
     ImagePredictions,
@@ -42,7 +42,7 @@ from alpseg.evaluation.oid_io import (  # noqa: E402
     write_ground_truth_csvs,
     write_predictions_csv,
 )
-from alpseg.evaluation.oid_masks import rle_to_challenge_string  # noqa: E402
+from alpseg.evaluation.oid.masks import rle_to_challenge_string  # noqa: E402
 
 SIZES = [(1024, 768), (1024, 683), (768, 1024), (1024, 1024), (683, 1024)]  # (width, height)
 
@@ -134,7 +134,7 @@ def _subset(gt, preds, image_ids):
 
 def run_loop(gt, preds):
     """The straightforward implementation on plain dicts (masks decoded to dense inside it)."""
-    from alpseg.evaluation.oid_masks import decode_challenge_mask
+    from alpseg.evaluation.oid.masks import decode_challenge_mask
 
     ref = _reference_module()
     boxes = [{"image": r.image_id, "label": r.label, "xmin": r.xmin, "xmax": r.xmax, "ymin": r.ymin, "ymax": r.ymax,

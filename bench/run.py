@@ -110,7 +110,7 @@ def _curation(n: int) -> float:
 
 
 def _oid_eval(images: int, loop_images: int) -> Dict[str, float]:
-    from alpseg.evaluation.oid_challenge import evaluate_oid_challenge
+    from alpseg.evaluation.oid.challenge import evaluate_oid_challenge
 
     gt, preds = bench_oid_eval.make_dataset(images, 23000 / 12000, 100, 300, seed=0)
     t0 = time.perf_counter()
