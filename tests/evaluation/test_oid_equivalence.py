@@ -6,8 +6,8 @@ import pytest
 
 from alpseg.evaluation.oid.challenge import evaluate_oid_challenge, evaluate_oid_challenge_files
 from alpseg.evaluation.oid.io import write_ground_truth_csvs, write_predictions_csv
+from alpseg.testing import oid_reference
 
-import oid_reference
 from oid_cases import box_of, to_challenge_gt, to_predictions
 
 FLAT = ["/m/a", "/m/b", "/m/c", "/m/d"]

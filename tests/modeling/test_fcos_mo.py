@@ -10,7 +10,7 @@ from detectron2.utils.events import EventStorage
 
 from alpseg.modeling.meta_arch import FCOSMO
 
-from fcos_mo_batches import make_batch, make_instances
+from alpseg.testing import make_batch, make_instances
 
 SIZE = (96, 128)
 

@@ -11,7 +11,8 @@ from detectron2.modeling import build_model
 from detectron2.utils.events import EventStorage
 
 from alpseg.config import load_config
-from fcos_mo_batches import make_batch, make_instances, tiny_overrides
+from alpseg.testing import make_batch, make_instances
+from alpseg.testing import tiny_fcos_mo_overrides as tiny_overrides
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TABLE2_CONFIGS = sorted(glob.glob(os.path.join(REPO, "configs", "fcos_reimpl", "*.yaml")))
