@@ -203,7 +203,7 @@ def export_model(
         os.replace(emb_path + ".tmp.npy", emb_path)
         meta["default_embeddings"] = os.path.basename(emb_path)
     atomic_write_json(sidecar_path(path), meta, indent=2)
-    logger.info(f"exported {type(model).__name__} ({len(phrases)} phrases) to {path}")
+    logger.info("exported %s (%d phrases) to %s", type(model).__name__, len(phrases), path)
     return path
 
 
