@@ -10,7 +10,7 @@ Inputs (defaults under ROOT/openimages, see datasets/README.md):
   raw/{split}-annotations-human-imagelabels-boxable.csv  verified image-level labels
   segmentation/classes-description-segmentable.csv    the kept classes (default: the shipped 300 challenge classes)
   {split}/<ImageID>.jpg                                image sizes (headers only)
-Outputs: segmentation/{split}-segmentation-{bbox,masks,labels}.csv (challenge format, SPEC section 9).
+Outputs: segmentation/{split}-segmentation-{bbox,masks,labels}.csv (challenge format, docs/evaluation.md).
 The conversion itself is alpseg.evaluation.oid.convert.convert_oid_segmentation_release.
 """
 import argparse

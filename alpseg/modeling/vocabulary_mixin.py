@@ -92,11 +92,11 @@ def batch_vocabulary(
 
 
 def instance_phrases(inst: Instances, model_name: str) -> List[str]:
-    """``inst.gt_phrases`` (SPEC 2.2), or ``[]`` for an empty image; a clear error when missing."""
+    """``inst.gt_phrases`` (docs/architecture.md, instance fields), or ``[]`` for an empty image; a clear error when missing."""
     if len(inst) == 0:
         return []
     if not inst.has("gt_phrases"):
-        raise KeyError(f"{model_name} needs Instances.gt_phrases (SPEC 2.2); use alpseg's dataset mapper")
+        raise KeyError(f"{model_name} needs Instances.gt_phrases (docs/architecture.md, instance fields); use alpseg's dataset mapper")
     return list(inst.gt_phrases)
 
 

@@ -1,4 +1,4 @@
-"""tools/eval_oid_challenge.py: the command line of SPEC 2.1 on challenge CSV files."""
+"""tools/eval_oid_challenge.py: its documented command line (docs/evaluation.md) on challenge CSV files."""
 import importlib.util
 import json
 import os

@@ -1,6 +1,6 @@
 """Open Images readers: challenge segmentation sets (evaluation) and v6 boxes (the box oracle).
 
-File formats are those of docs/architecture.md and SPEC section 9 (CSV with header, coordinates
+File formats are those of docs/architecture.md and docs/evaluation.md (CSV with header, coordinates
 normalized to [0, 1]). Class names become phrases with ``normalize_phrase``; ``category_id`` is the
 position of the class in the class-descriptions file, which therefore fixes ``thing_classes``.
 

@@ -203,7 +203,7 @@ class FCOSMask(PersistentEMAMixin, FCOS):
             roi.proposal_boxes = inst.gt_boxes[has_mask]
             if has_mask.any():
                 if not inst.has("gt_masks"):
-                    raise KeyError("instances marked gt_has_mask carry no gt_masks (SPEC 2.2)")
+                    raise KeyError("instances marked gt_has_mask carry no gt_masks (docs/architecture.md, instance fields)")
                 roi.gt_masks = inst.gt_masks[has_mask]
             rois.append(roi)
         mask_features = self.mask_pooler(

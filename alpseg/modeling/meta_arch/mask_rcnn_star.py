@@ -55,7 +55,7 @@ class MaskRCNNStar(PhraseVocabularyMixin, GeneralizedRCNN):
     """Mask R-CNN* (see the module docstring). Test vocabulary: :meth:`set_test_vocabulary` or cfg.
 
     Training inputs are detectron2 dicts whose ``instances`` carry ``gt_boxes``, ``gt_phrases``,
-    ``gt_is_alp``, ``gt_has_mask`` and (when any instance has a mask) ``gt_masks`` (SPEC 2.2), plus
+    ``gt_is_alp``, ``gt_has_mask`` and (when any instance has a mask) ``gt_masks`` (docs/architecture.md, instance fields), plus
     ``image_phrases`` for image-level records. Predictions' ``pred_classes`` index the test vocabulary.
     """
 
@@ -109,7 +109,7 @@ class MaskRCNNStar(PhraseVocabularyMixin, GeneralizedRCNN):
         target.gt_classes = torch.zeros(n, dtype=torch.long, device=device)  # 0 = foreground (class-agnostic)
         if has_mask.any():
             if not inst.has("gt_masks"):
-                raise KeyError("instances with gt_has_mask True need gt_masks (SPEC 2.2)")
+                raise KeyError("instances with gt_has_mask True need gt_masks (docs/architecture.md, instance fields)")
             target.gt_masks = inst.gt_masks[keep]
         return target
 
