@@ -41,3 +41,26 @@ def test_the_pattern_and_the_anchor_rule():
     assert SPEC_REFERENCE.search("(SPEC 2.2)") and SPEC_REFERENCE.search("SPEC section 9") and SPEC_REFERENCE.search("SPEC.md")
     assert not SPEC_REFERENCE.search("ALPSEG_TORCH_SPEC") and not SPEC_REFERENCE.search("a spec of 2")
     assert _anchor(" Dataset dicts and instance fields") == "dataset-dicts-and-instance-fields"
+
+
+def _architecture():
+    return open(os.path.join(REPO, "docs", "architecture.md"), encoding="utf-8").read()
+
+
+def test_architecture_map_names_every_module_of_the_package():
+    """docs/architecture.md matches the tree: each module file of alpseg/ is named in the package map."""
+    text = _architecture()
+    package_map = text[text.index("## Package map"):text.index("## Where do I change X")]
+    missing = []
+    for path in glob.glob(os.path.join(REPO, "alpseg", "**", "*.py"), recursive=True):
+        name = os.path.basename(path)
+        if name != "__init__.py" and not re.search(r"(?<![\w.])" + re.escape(name), package_map):
+            missing.append(os.path.relpath(path, REPO))
+    assert not missing, f"add to docs/architecture.md's package map: {sorted(missing)}"
+
+
+def test_paths_named_in_the_architecture_page_exist():
+    paths = set(re.findall(r"`((?:alpseg|tests|configs|tools|bench)/[\w/.*\-]+)`", _architecture()))
+    assert len(paths) > 20
+    missing = sorted(p for p in paths if not glob.glob(os.path.join(REPO, p)))
+    assert not missing, missing
