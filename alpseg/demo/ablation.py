@@ -10,6 +10,7 @@ killed ablation continues where it stopped.
 from __future__ import annotations
 
 import dataclasses
+import glob
 import hashlib
 import json
 import math
@@ -19,8 +20,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Dict, List, Sequence, Tuple
 
-from alpseg.data.miniature import CLASSES, MiniatureSizes, write_miniature_world
-from alpseg.demo.table3 import run_tool
+from alpseg.data.miniature import CLASSES, MANIFEST, MiniatureSizes, write_miniature_world
+from alpseg.demo.table3 import run_tool, train_once
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -107,6 +108,7 @@ def prepare(output: str, env: Dict[str, str], world_seed: int = 0) -> str:
 
 
 def _run_dir(output: str, config: str, overrides: Sequence[str], seed: int, iterations: int) -> str:
+    # a readable, collision-free name; whether the run in it may be reused is decided by its fingerprint
     key = json.dumps([config, list(overrides), seed, iterations])
     stem = os.path.splitext(os.path.basename(config))[0]
     return os.path.join(output, "runs", f"{stem}-s{seed}-{hashlib.sha1(key.encode()).hexdigest()[:10]}")
@@ -123,14 +125,13 @@ def read_metrics(results_json: str) -> Dict[str, float]:
 def _train(output: str, bank: str, config: str, overrides: Sequence[str], seed: int, iterations: int,
            env: Dict[str, str]) -> Dict[str, float]:
     out_dir = _run_dir(output, config, overrides, seed, iterations)
-    results = os.path.join(out_dir, "results.json")
-    if not os.path.isfile(results):
-        opts = ["OUTPUT_DIR", out_dir, "MODEL.OPEN_VOCAB.EMBEDDINGS", bank, "SEED", str(seed),
-                "SOLVER.MAX_ITER", str(iterations), "SOLVER.CHECKPOINT_PERIOD", str(iterations),
-                "SOLVER.WARMUP_ITERS", str(max(1, iterations // 8))] + list(overrides)
-        run_tool([sys.executable, "tools/train_net.py", "--config-file", config, "--num-gpus", "0", "--resume"] + opts,
-                  os.path.join(out_dir, "train.log"), env)
-    return read_metrics(results)
+    opts = ["MODEL.OPEN_VOCAB.EMBEDDINGS", bank, "SEED", str(seed),
+            "SOLVER.MAX_ITER", str(iterations), "SOLVER.CHECKPOINT_PERIOD", str(iterations),
+            "SOLVER.WARMUP_ITERS", str(max(1, iterations // 8))] + list(overrides)
+    data_root = env["DETECTRON2_DATASETS"]
+    inputs = [bank, os.path.join(data_root, MANIFEST)] + sorted(glob.glob(os.path.join(data_root, "alps", "*.json")))
+    train_once(config, out_dir, opts, inputs, os.path.join(out_dir, "train.log"), env)
+    return read_metrics(os.path.join(out_dir, "results.json"))
 
 
 def summarize(values: Sequence[float]) -> Tuple[float, float]:

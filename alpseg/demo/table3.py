@@ -32,8 +32,9 @@ import time
 from concurrent.futures import ThreadPoolExecutor, wait
 from typing import Dict, List, Optional, Sequence
 
-from alpseg.data.miniature import CLASSES, MiniatureSizes, write_miniature_world
+from alpseg.data.miniature import CLASSES, MANIFEST, MiniatureSizes, write_miniature_world
 from alpseg.utils.io import atomic_write, atomic_write_json
+from alpseg.utils.run_cache import file_digest, prepare_run_folder
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -90,6 +91,27 @@ def run_tool(cmd: Sequence[str], log_path: str, env: Dict[str, str]) -> None:
         with open(log_path, encoding="utf-8") as f:
             tail = f.read()[-4000:]
         raise RuntimeError(f"step failed ({' '.join(cmd)}); log {log_path}:\n{tail}")
+
+
+def train_once(config: str, out_dir: str, opts: Sequence[str], inputs: Sequence[str], log_path: str,
+               env: Dict[str, str]) -> bool:
+    """``tools/train_net.py --resume`` on ``config`` + ``opts`` into ``out_dir``, unless a finished run of
+    the same inputs is there; returns True when it trained.
+
+    The run's fingerprint is the resolved config (recipe, schedule, seed; output and bank paths left
+    out) plus digests of ``inputs`` (phrase bank, ALPs, world manifest). A finished run of other inputs
+    is moved aside, not reused (:func:`alpseg.utils.run_cache.prepare_run_folder`).
+    """
+    from alpseg.config import load_config
+
+    cfg = load_config(os.path.join(REPO, config), list(opts))
+    cfg.OUTPUT_DIR, cfg.MODEL.OPEN_VOCAB.EMBEDDINGS = "", ""
+    fingerprint = {"config": cfg.dump(), "inputs": {os.path.basename(p): file_digest(p) for p in inputs}}
+    if prepare_run_folder(out_dir, fingerprint):
+        return False
+    run_tool([sys.executable, "tools/train_net.py", "--config-file", config, "--num-gpus", "0", "--resume",
+              "OUTPUT_DIR", out_dir, *opts], log_path, env)
+    return True
 
 
 def _step(name: str):
@@ -197,7 +219,6 @@ def run_table3(output: str, seed: Optional[int] = None, parallel: int = 3, itera
     sizes = sizes or DEMO_SIZES
     output = os.path.abspath(output)
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
-    py = sys.executable
     t0 = time.time()
     per_seed: Dict[int, Dict[str, Dict[str, float]]] = {}
     curation: Dict[int, Dict] = {}
@@ -209,18 +230,18 @@ def run_table3(output: str, seed: Optional[int] = None, parallel: int = 3, itera
         curation[s] = _prepare_seed(seed_dir, s, sizes, seed_env)
         bank = os.path.join(seed_dir, "phrase_bank.npz")
 
-        def train(name: str, seed_dir=seed_dir, seed_env=seed_env, bank=bank, s=s) -> None:
-            out_dir = os.path.join(seed_dir, name)
-            if os.path.isfile(os.path.join(out_dir, "results.json")):
-                return
+        inputs = [bank, os.path.join(seed_dir, "datasets", MANIFEST),
+                  os.path.join(seed_dir, "datasets", "alps", "locnar_oid_train_alps.json")]
+
+        def train(name: str, seed_dir=seed_dir, seed_env=seed_env, bank=bank, s=s, inputs=inputs) -> None:
             # evaluated against the miniature classes (18 of the 300 real OID classes), scored by name
-            opts = ["OUTPUT_DIR", out_dir, "MODEL.OPEN_VOCAB.EMBEDDINGS", bank, "SEED", str(s),
+            opts = ["MODEL.OPEN_VOCAB.EMBEDDINGS", bank, "SEED", str(s),
                     "MODEL.OPEN_VOCAB.TEST_VOCABULARY", ",".join(c.name for c in CLASSES)]
             if iterations:
                 opts += ["SOLVER.MAX_ITER", str(iterations)]
-            run_tool([py, "tools/train_net.py", "--config-file", catalog[name].config, "--num-gpus", "0", "--resume"]
-                 + opts, os.path.join(seed_dir, "logs", f"train_{name}.log"), seed_env)
-            print(f"[demo]   seed {s}: {name} done ({time.time() - t0:.0f} s since start)", flush=True)
+            if train_once(catalog[name].config, os.path.join(seed_dir, name), opts, inputs,
+                          os.path.join(seed_dir, "logs", f"train_{name}.log"), seed_env):
+                print(f"[demo]   seed {s}: {name} done ({time.time() - t0:.0f} s since start)", flush=True)
 
         _step(f"seed {s}: train {len(names)} models ({', '.join(names)}), {parallel} at a time, {threads} thread(s) each")
         with ThreadPoolExecutor(max_workers=max(1, parallel)) as pool:

@@ -51,6 +51,11 @@ def test_miniature_table3_pipeline_over_seeds_and_demo_tool(tmp_path):
     again = run_table3(str(out), seeds=[0, 1], parallel=2, iterations=2, sizes=SMALL, progress=False, pictures=False)
     assert {s: os.path.getmtime(out / f"seed_{s}" / "fcos_mo_alp" / "model_final.pth") for s in (0, 1)} == mtimes
     assert again["models"] == results["models"]
+    # another schedule is another experiment: the finished run is moved aside (kept), not reused
+    run_table3(str(out), seeds=[0], parallel=1, iterations=3, sizes=SMALL, progress=False, pictures=False,
+               models=["open_vocab"])
+    assert load_config(str(out / "seed_0" / "open_vocab" / "config.yaml")).SOLVER.MAX_ITER == 3
+    assert load_config(str(out / "seed_0" / "open_vocab.stale-1" / "config.yaml")).SOLVER.MAX_ITER == 2
 
 
 def test_summary_means_spreads_and_lift_by_hand():
