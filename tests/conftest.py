@@ -20,21 +20,7 @@ import torch  # noqa: E402
 
 torch.set_num_threads(1)
 
-# Overrides that turn any shipped config into a model that steps in about a second on one CPU core.
-TINY_MODEL_OPTS = [
-    "MODEL.DEVICE", "cpu",
-    "MODEL.WEIGHTS", "",
-    "MODEL.RESNETS.DEPTH", "18",
-    "MODEL.RESNETS.RES2_OUT_CHANNELS", "64",
-    "MODEL.RESNETS.NORM", "BN",
-    "MODEL.FPN.OUT_CHANNELS", "32",
-    "INPUT.MIN_SIZE_TRAIN", "(96,)",
-    "INPUT.MAX_SIZE_TRAIN", "128",
-    "INPUT.MIN_SIZE_TEST", "96",
-    "INPUT.MAX_SIZE_TEST", "128",
-    "SOLVER.IMS_PER_BATCH", "2",
-    "DATALOADER.NUM_WORKERS", "0",
-]
+from alpseg.testing import TINY_MODEL_OPTS  # noqa: E402  (shared with bench/)
 
 
 @contextlib.contextmanager
@@ -93,11 +79,8 @@ def trained_fcos_mo(miniature_root, tmp_path_factory):
     import subprocess
     import sys
 
-    import numpy as np
-
     from alpseg.data.miniature import CLASSES
-    from alpseg.text.bank import PhraseBank
-    from alpseg.text.encoder import encoder_id
+    from alpseg.testing import write_random_phrase_bank
     from alpseg.text.prompts import normalize_phrase
 
     repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -105,10 +88,7 @@ def trained_fcos_mo(miniature_root, tmp_path_factory):
     with open(os.path.join(miniature_root, "coco", "annotations", "instances_train2017.json")) as f:
         coco_names = [c["name"] for c in json.load(f)["categories"]]
     phrases = sorted({normalize_phrase(p) for p in coco_names + [c.name for c in CLASSES]})
-    emb = np.random.RandomState(0).randn(len(phrases), 512).astype(np.float32)
-    emb /= np.linalg.norm(emb, axis=1, keepdims=True)
-    bank = str(out / "bank.npz")
-    PhraseBank(phrases, emb, encoder_id("ViT-B-32", "none"), "single").save(bank)
+    bank = write_random_phrase_bank(str(out / "bank.npz"), phrases, 512, "single")
     env = dict(os.environ, DETECTRON2_DATASETS=miniature_root, OMP_NUM_THREADS="1")
     proc = subprocess.run(
         [sys.executable, "tools/train_net.py", "--config-file", "configs/demo/open_vocab.yaml", "--num-gpus", "0",

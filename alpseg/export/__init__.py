@@ -6,7 +6,7 @@
 
 See docs/export.md for what is inside and outside the graph, measured latency and limits.
 """
-from .exporter import EXPORT_FORMATS, export_model, load_sidecar, sidecar_path
+from .exporter import EXPORT_FORMATS, export_model, load_sidecar, sidecar_path, trace_inference
 from .fuse import fuse_conv_bn_
 from .runtime import ExportedPredictor, OnnxPredictor, TorchScriptPredictor, postprocess, preprocess
 
@@ -16,6 +16,7 @@ __all__ = [
     "fuse_conv_bn_",
     "load_sidecar",
     "sidecar_path",
+    "trace_inference",
     "ExportedPredictor",
     "OnnxPredictor",
     "TorchScriptPredictor",

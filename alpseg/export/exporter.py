@@ -39,7 +39,8 @@ from detectron2.export import TracingAdapter
 from ..utils.io import atomic_write_json
 from .fuse import fuse_conv_bn_
 
-__all__ = ["export_model", "SIDECAR_SUFFIX", "EXPORT_FORMATS", "sidecar_path", "load_sidecar", "OUTPUT_NAMES"]
+__all__ = ["export_model", "SIDECAR_SUFFIX", "EXPORT_FORMATS", "sidecar_path", "load_sidecar", "OUTPUT_NAMES",
+           "trace_inference"]
 
 logger = logging.getLogger(__name__)
 
@@ -72,7 +73,7 @@ def load_sidecar(model_path: str) -> Dict:
     return meta
 
 
-def _trace_inference(model, image: Tensor, text: Optional[Tensor] = None):
+def trace_inference(model, image: Tensor, text: Optional[Tensor] = None):
     """What the exported graph computes: one image -> boxes, scores, classes[, mask_probs]."""
     images = model.preprocess_image([{"image": image}])
     features = model.backbone(images.tensor)
@@ -93,8 +94,11 @@ class _NoPhraseBank:
         raise RuntimeError("export uses the given vocabulary embeddings; the phrase bank is not consulted")
 
 
+_trace_inference = trace_inference  # its name before #20 (bench/ and tests/ use the public one)
+
+
 def _check_model(model) -> None:
-    from ..modeling.fcos_mo import FCOSMO
+    from ..modeling.meta_arch import FCOSMO
 
     if not isinstance(model, FCOSMO):
         raise TypeError(
@@ -147,7 +151,7 @@ def export_model(
         raise ValueError(f"{len(phrases)} phrases but {embeddings.shape[0]} embeddings")
     model.set_test_vocabulary(phrases, embeddings)
     with torch.no_grad():
-        probe = _trace_inference(model, sample_image)
+        probe = trace_inference(model, sample_image)
     if probe[0].shape[0] == 0:
         raise ValueError(
             "the sample image gives no detection with this vocabulary, so tracing would freeze the "
@@ -156,10 +160,10 @@ def export_model(
 
     if embeddings_input:
         inputs = (sample_image, embeddings)
-        func = _trace_inference
+        func = trace_inference
     else:
         inputs = (sample_image,)
-        func = lambda m, image: _trace_inference(m, image)  # noqa: E731 (text from the baked vocabulary)
+        func = lambda m, image: trace_inference(m, image)  # noqa: E731 (text from the baked vocabulary)
     # eval(): the exporters restore the wrapper's mode afterwards, and a new Module is in training mode
     adapter = TracingAdapter(model, inputs, inference_func=func).eval()
     input_names = ["image"] + (["phrase_embeddings"] if embeddings_input else [])
@@ -199,7 +203,7 @@ def export_model(
         os.replace(emb_path + ".tmp.npy", emb_path)
         meta["default_embeddings"] = os.path.basename(emb_path)
     atomic_write_json(sidecar_path(path), meta, indent=2)
-    logger.info(f"exported {type(model).__name__} ({len(phrases)} phrases) to {path}")
+    logger.info("exported %s (%d phrases) to %s", type(model).__name__, len(phrases), path)
     return path
 
 

@@ -16,7 +16,7 @@ from detectron2.engine import DefaultPredictor  # noqa: E402
 
 from alpseg.config import load_config  # noqa: E402
 from alpseg.export import OnnxPredictor, TorchScriptPredictor, export_model, load_sidecar, preprocess  # noqa: E402
-from alpseg.export.exporter import _trace_inference  # noqa: E402
+from alpseg.export.exporter import trace_inference  # noqa: E402
 from alpseg.text.bank import PhraseBank  # noqa: E402
 
 
@@ -60,7 +60,7 @@ def _compare(predictor, runtime, phrases, emb, image):
     model.set_test_vocabulary(phrases, emb)
     x = preprocess(image, runtime.meta)
     with torch.no_grad():
-        ref = _trace_inference(model, x)
+        ref = trace_inference(model, x)
     got = runtime.raw(x)
     boxes, scores, classes, masks = ref
     assert len(boxes) == len(got[0]) > 0
@@ -174,7 +174,7 @@ def test_folding_batch_norms_keeps_the_detections(exported):
     for image_path in exported["images"]:
         x = preprocess(read_image(image_path, format="BGR"), load_sidecar(exported["paths"]["onnx"]))
         with torch.no_grad():
-            ref, got = _trace_inference(model, x), _trace_inference(fused, x)
+            ref, got = trace_inference(model, x), trace_inference(fused, x)
         assert torch.equal(ref[2], got[2])
         assert (ref[0] - got[0]).abs().max().item() < 1e-3 and (ref[1] - got[1]).abs().max().item() < 1e-4
         assert _min_mask_iou(ref[3] > 0.5, got[3] > 0.5) > 0.99
