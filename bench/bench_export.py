@@ -49,7 +49,7 @@ from alpseg.export import (
     postprocess,
     preprocess,
 )
-from alpseg.export.exporter import _trace_inference, model_kind
+from alpseg.export.exporter import model_kind, trace_inference
 from alpseg.utils.io import atomic_write_json
 
 VOCABULARY = ["person", "dog", "cat", "car", "bicycle", "bird", "apple", "umbrella", "dolphin", "starfish"]
@@ -97,7 +97,7 @@ def run(args) -> Dict:
         def eager(m):
             def graph_fn(x):
                 with torch.no_grad():
-                    return _trace_inference(m, x)
+                    return trace_inference(m, x)
             return graph_fn
 
         graph: Dict[str, Callable] = {"pytorch": eager(model), "pytorch_folded_bn": eager(fused),

@@ -26,25 +26,21 @@ import copy
 import json
 import os
 import statistics
-import sys
 import time
 from typing import Callable, Dict, List
 
-import numpy as np
 import torch
 
+from detectron2 import model_zoo
+from detectron2.config import instantiate
+from detectron2.modeling import build_model
+from detectron2.utils.events import EventStorage
+
+from alpseg.config import load_config
+from alpseg.testing import random_batch, random_phrase_bank
+from alpseg.utils.io import atomic_write
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
-
-from detectron2 import model_zoo  # noqa: E402
-from detectron2.config import instantiate  # noqa: E402
-from detectron2.modeling import build_model  # noqa: E402
-from detectron2.structures import BitMasks, Boxes, Instances  # noqa: E402
-from detectron2.utils.events import EventStorage  # noqa: E402
-
-from alpseg.config import load_config  # noqa: E402
-from alpseg.text.bank import PhraseBank  # noqa: E402
-from alpseg.utils.io import atomic_write  # noqa: E402
 
 CONFIG = os.path.join(ROOT, "configs", "fcos_reimpl", "fcos_R_50_FPN_1x_mask.yaml")
 NUM_CLASSES = 80
@@ -55,42 +51,13 @@ NUM_CLASSES = 80
 REALISTIC_DETECTIONS = 98
 
 
-def _batch(num_images: int, size, instances_per_image: int, seed: int = 0) -> List[Dict]:
-    """Images with random boxes; every instance has a mask, a class id and a phrase ("class k")."""
-    rng = np.random.RandomState(seed)
-    h, w = size
-    batch = []
-    for _ in range(num_images):
-        xy = rng.uniform(0, 0.6, size=(instances_per_image, 2)) * [w, h]
-        wh = rng.uniform(0.1, 0.4, size=(instances_per_image, 2)) * [w, h]
-        boxes = torch.tensor(np.concatenate([xy, xy + wh], axis=1), dtype=torch.float32)
-        classes = torch.tensor(rng.randint(0, NUM_CLASSES, size=instances_per_image))
-        masks = torch.zeros(instances_per_image, h, w, dtype=torch.bool)
-        for i, (x0, y0, x1, y1) in enumerate(boxes.round().long().tolist()):
-            masks[i, y0:y1, x0:x1] = True
-        inst = Instances((h, w), gt_boxes=Boxes(boxes), gt_classes=classes, gt_masks=BitMasks(masks))
-        inst.gt_phrases = [f"class {c}" for c in classes.tolist()]
-        inst.gt_is_alp = torch.zeros(instances_per_image, dtype=torch.bool)
-        inst.gt_has_mask = torch.ones(instances_per_image, dtype=torch.bool)
-        image = torch.tensor(rng.randint(0, 256, size=(3, h, w)), dtype=torch.float32)
-        batch.append({"image": image, "instances": inst, "height": h, "width": w})
-    return batch
-
-
-def _random_bank(dim: int) -> PhraseBank:
-    rng = np.random.RandomState(0)
-    emb = rng.randn(NUM_CLASSES, dim).astype(np.float32)
-    emb /= np.linalg.norm(emb, axis=1, keepdims=True)
-    return PhraseBank([f"class {k}" for k in range(NUM_CLASSES)], emb, "random", "vild")
-
-
 def build_fcos_mo(mask_on: bool) -> torch.nn.Module:
     # The Table 2 config builds the closed-vocabulary FCOSMask; the open-vocabulary FCOSMO on its recipe:
     cfg = load_config(CONFIG, ["MODEL.META_ARCHITECTURE", "FCOSMO",
                                "MODEL.DEVICE", "cpu", "MODEL.WEIGHTS", "", "MODEL.MASK_ON", str(mask_on),
                                "MODEL.RESNETS.NORM", "BN", "MODEL.FCOS_MO.NMS_THRESH_TEST", "0.6"])
     model = build_model(cfg)
-    bank = _random_bank(cfg.MODEL.OPEN_VOCAB.EMBED_DIM)
+    bank = random_phrase_bank([f"class {k}" for k in range(NUM_CLASSES)], cfg.MODEL.OPEN_VOCAB.EMBED_DIM, encoder="random")
     model.phrase_bank = bank
     model.set_test_vocabulary(bank.phrases)
     return model
@@ -176,7 +143,7 @@ def run(size=(384, 512), num_images: int = 2, instances_per_image: int = 8, warm
     inference (``alpseg.export.fuse_conv_bn_``, opt-in for exports); ``fcos_mo_unfused`` keeps an
     unfolded copy of FCOS-MO in the same loop, so the effect is measured in the same run."""
     torch.manual_seed(0)
-    batch = _batch(num_images, size, instances_per_image)
+    batch = random_batch(num_images, size, instances_per_image, NUM_CLASSES)
     models = {"d2_fcos": build_d2_fcos(), "fcos_mo": build_fcos_mo(True), "fcos_mo_no_mask": build_fcos_mo(False)}
     train = {}
     for name, m in models.items():

@@ -21,22 +21,19 @@ Prints a JSON report (also written to ``--output``). On a shared CPU pin the cor
 from __future__ import annotations
 
 import os
-import sys
 from typing import Callable, Dict, List
 
 import torch
 
+from detectron2 import model_zoo
+from detectron2.modeling import build_model
+
+from alpseg.config import get_cfg, load_config
+from alpseg.data.mapper import PhraseList
+from alpseg.testing import random_batch, random_phrase_bank
+from bench_fcos_mo import NUM_CLASSES, _infer_step, _interleaved_medians, _train_step, cli
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
-from detectron2 import model_zoo  # noqa: E402
-from detectron2.modeling import build_model  # noqa: E402
-
-from alpseg.config import get_cfg, load_config  # noqa: E402
-from alpseg.data.mapper import PhraseList  # noqa: E402
-from bench_fcos_mo import (NUM_CLASSES, _batch, _infer_step, _interleaved_medians, _random_bank,  # noqa: E402
-                           _train_step, cli)
 
 STAR_CONFIG = os.path.join(ROOT, "configs", "Base-MaskRCNNStar.yaml")
 STOCK_CONFIG = "COCO-InstanceSegmentation/mask_rcnn_R_50_FPN_3x.yaml"
@@ -59,7 +56,7 @@ def build_stock(device: str) -> torch.nn.Module:
 def build_star(device: str, extra: List[str]) -> torch.nn.Module:
     cfg = load_config(STAR_CONFIG, COMMON + SAME_BACKBONE + ["MODEL.DEVICE", device] + extra)
     model = build_model(cfg)
-    bank = _random_bank(cfg.MODEL.OPEN_VOCAB.EMBED_DIM)
+    bank = random_phrase_bank([f"class {k}" for k in range(NUM_CLASSES)], cfg.MODEL.OPEN_VOCAB.EMBED_DIM, encoder="random")
     model.phrase_bank = bank
     model.set_test_vocabulary(bank.phrases)
     return model
@@ -117,7 +114,7 @@ def _synchronized(steps: Dict[str, Callable[[], None]], device: str) -> Dict[str
 def run(size=(384, 512), num_images: int = 2, instances_per_image: int = 8, warmup: int = 2, repeats: int = 5,
         device: str = "cpu") -> Dict:
     torch.manual_seed(0)
-    batch = _batch(num_images, size, instances_per_image)
+    batch = random_batch(num_images, size, instances_per_image, NUM_CLASSES)
     for d in batch:  # the mapper's indexable phrase list, which stock proposal sampling can slice
         d["instances"].gt_phrases = PhraseList(d["instances"].gt_phrases)
     models = _build_all(device)

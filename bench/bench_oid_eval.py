@@ -9,7 +9,7 @@ predictions near GT and elsewhere), then times
 * ``fast``: :func:`alpseg.evaluation.evaluate_oid_challenge` on all images with ``--workers``
   processes (in memory, as the detectron2 evaluator calls it), plus optionally ``--csv`` the
   whole-file path (GT and prediction CSVs parsed and decoded, as the command-line tool does);
-* ``loop``: the straightforward implementation of ``tests/evaluation/oid_reference.py`` (dense
+* ``loop``: the straightforward implementation of ``alpseg/testing/oid_reference.py`` (dense
   masks per pair, like the TF code) on the first ``--loop-images`` images, and ``fast`` on the same
   images, whose AP must agree.
 
@@ -19,21 +19,16 @@ predictions near GT and elsewhere), then times
 Prints a JSON report (also written to ``--output`` if given). Pin the cores with ``taskset -c 0,1``.
 """
 import argparse
-import importlib.util
 import json
 import os
-import sys
 import tempfile
 import time
 
 import numpy as np
 import pycocotools.mask as mask_utils
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
-
-from alpseg.evaluation.oid_challenge import evaluate_oid_challenge, evaluate_oid_challenge_files  # noqa: E402
-from alpseg.evaluation.oid_io import (  # noqa: E402
+from alpseg.evaluation.oid.challenge import evaluate_oid_challenge, evaluate_oid_challenge_files
+from alpseg.evaluation.oid.io import (
     BoxRow,
     ChallengeGroundTruth,
     ImagePredictions,
@@ -42,7 +37,7 @@ from alpseg.evaluation.oid_io import (  # noqa: E402
     write_ground_truth_csvs,
     write_predictions_csv,
 )
-from alpseg.evaluation.oid_masks import rle_to_challenge_string  # noqa: E402
+from alpseg.evaluation.oid.masks import rle_to_challenge_string
 
 SIZES = [(1024, 768), (1024, 683), (768, 1024), (1024, 1024), (683, 1024)]  # (width, height)
 
@@ -117,14 +112,6 @@ def make_dataset(n_images, masks_per_image, preds_per_image, n_classes, seed, po
     return gt, preds
 
 
-def _reference_module():
-    path = os.path.join(ROOT, "tests", "evaluation", "oid_reference.py")
-    spec = importlib.util.spec_from_file_location("oid_reference", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
 def _subset(gt, preds, image_ids):
     keep = set(image_ids)
     sub = ChallengeGroundTruth([r for r in gt.boxes if r.image_id in keep], [r for r in gt.masks if r.image_id in keep],
@@ -134,9 +121,10 @@ def _subset(gt, preds, image_ids):
 
 def run_loop(gt, preds):
     """The straightforward implementation on plain dicts (masks decoded to dense inside it)."""
-    from alpseg.evaluation.oid_masks import decode_challenge_mask
+    from alpseg.evaluation.oid.masks import decode_challenge_mask
 
-    ref = _reference_module()
+    from alpseg.testing import oid_reference as ref
+
     boxes = [{"image": r.image_id, "label": r.label, "xmin": r.xmin, "xmax": r.xmax, "ymin": r.ymin, "ymax": r.ymax,
               "group": r.is_group_of} for r in gt.boxes]
     masks = [{"image": r.image_id, "label": r.label, "xmin": r.xmin, "xmax": r.xmax, "ymin": r.ymin, "ymax": r.ymax,

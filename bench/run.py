@@ -30,16 +30,13 @@ from typing import Any, Callable, Dict, Tuple
 
 import torch
 
-BENCH = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.dirname(BENCH))
-sys.path.insert(0, BENCH)
+from alpseg.utils.io import atomic_write_json
 
-import bench_curate_alps  # noqa: E402
-import bench_fcos_mo  # noqa: E402
-import bench_mask_rcnn_star  # noqa: E402
-import bench_oid_eval  # noqa: E402
-
-from alpseg.utils.io import atomic_write_json  # noqa: E402
+# the other bench scripts, from this script's folder (the first entry of sys.path when run as a script)
+import bench_curate_alps
+import bench_fcos_mo
+import bench_mask_rcnn_star
+import bench_oid_eval
 
 # (quick, full) settings of each part
 SIZES = {"quick": dict(size=(192, 256), num_images=2, warmup=1, repeats=3),
@@ -110,7 +107,7 @@ def _curation(n: int) -> float:
 
 
 def _oid_eval(images: int, loop_images: int) -> Dict[str, float]:
-    from alpseg.evaluation.oid_challenge import evaluate_oid_challenge
+    from alpseg.evaluation.oid.challenge import evaluate_oid_challenge
 
     gt, preds = bench_oid_eval.make_dataset(images, 23000 / 12000, 100, 300, seed=0)
     t0 = time.perf_counter()

@@ -10,8 +10,8 @@ Inputs (defaults under ROOT/openimages, see datasets/README.md):
   raw/{split}-annotations-human-imagelabels-boxable.csv  verified image-level labels
   segmentation/classes-description-segmentable.csv    the kept classes (default: the shipped 300 challenge classes)
   {split}/<ImageID>.jpg                                image sizes (headers only)
-Outputs: segmentation/{split}-segmentation-{bbox,masks,labels}.csv (challenge format, SPEC section 9).
-The conversion itself is alpseg.evaluation.oid_convert.convert_oid_segmentation_release.
+Outputs: segmentation/{split}-segmentation-{bbox,masks,labels}.csv (challenge format, docs/evaluation.md).
+The conversion itself is alpseg.evaluation.oid.convert.convert_oid_segmentation_release.
 """
 import argparse
 import json
@@ -20,8 +20,8 @@ import os
 import sys
 
 from alpseg.data.datasets.class_lists import OID_SEGMENTABLE_CLASSES
-from alpseg.evaluation.oid_convert import convert_oid_segmentation_release
-from alpseg.evaluation.oid_io import read_class_descriptions
+from alpseg.evaluation.oid.convert import convert_oid_segmentation_release
+from alpseg.evaluation.oid.io import read_class_descriptions
 
 
 def main(argv=None) -> int:

@@ -20,21 +20,7 @@ import torch  # noqa: E402
 
 torch.set_num_threads(1)
 
-# Overrides that turn any shipped config into a model that steps in about a second on one CPU core.
-TINY_MODEL_OPTS = [
-    "MODEL.DEVICE", "cpu",
-    "MODEL.WEIGHTS", "",
-    "MODEL.RESNETS.DEPTH", "18",
-    "MODEL.RESNETS.RES2_OUT_CHANNELS", "64",
-    "MODEL.RESNETS.NORM", "BN",
-    "MODEL.FPN.OUT_CHANNELS", "32",
-    "INPUT.MIN_SIZE_TRAIN", "(96,)",
-    "INPUT.MAX_SIZE_TRAIN", "128",
-    "INPUT.MIN_SIZE_TEST", "96",
-    "INPUT.MAX_SIZE_TEST", "128",
-    "SOLVER.IMS_PER_BATCH", "2",
-    "DATALOADER.NUM_WORKERS", "0",
-]
+from alpseg.testing import TINY_MODEL_OPTS  # noqa: E402  (shared with bench/)
 
 
 @contextlib.contextmanager
@@ -82,10 +68,9 @@ def tiny_opts():
     return list(TINY_MODEL_OPTS)
 
 
-def _train_demo_model(config: str, miniature_root: str, out, opts=()) -> dict:
+def _train_demo_model(config: str, miniature_root: str, out) -> dict:
     """Train ``config`` 2 iterations on the miniature COCO with tools/train_net.py, with a random
-    phrase bank of the COCO names and the miniature class names, in the folder ``out`` (``opts``:
-    more config overrides).
+    phrase bank of the COCO names and the miniature class names, in the folder ``out``.
 
     Returns ``{"config", "weights", "bank", "vocabulary"}`` (``vocabulary``: the miniature classes).
     """
@@ -93,26 +78,20 @@ def _train_demo_model(config: str, miniature_root: str, out, opts=()) -> dict:
     import subprocess
     import sys
 
-    import numpy as np
-
     from alpseg.data.miniature import CLASSES
-    from alpseg.text.bank import PhraseBank
-    from alpseg.text.encoder import encoder_id
+    from alpseg.testing import write_random_phrase_bank
     from alpseg.text.prompts import normalize_phrase
 
     repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     with open(os.path.join(miniature_root, "coco", "annotations", "instances_train2017.json")) as f:
         coco_names = [c["name"] for c in json.load(f)["categories"]]
     phrases = sorted({normalize_phrase(p) for p in coco_names + [c.name for c in CLASSES]})
-    emb = np.random.RandomState(0).randn(len(phrases), 512).astype(np.float32)
-    emb /= np.linalg.norm(emb, axis=1, keepdims=True)
-    bank = str(out / "bank.npz")
-    PhraseBank(phrases, emb, encoder_id("ViT-B-32", "none"), "single").save(bank)
+    bank = write_random_phrase_bank(str(out / "bank.npz"), phrases, 512, "single")
     env = dict(os.environ, DETECTRON2_DATASETS=miniature_root, OMP_NUM_THREADS="1")
     proc = subprocess.run(
         [sys.executable, "tools/train_net.py", "--config-file", config, "--num-gpus", "0",
          "OUTPUT_DIR", str(out / "run"), "MODEL.OPEN_VOCAB.EMBEDDINGS", bank, "SOLVER.MAX_ITER", "2",
-         "SOLVER.IMS_PER_BATCH", "2", "DATASETS.TEST", "()", "SEED", "0", *opts],
+         "SOLVER.IMS_PER_BATCH", "2", "DATASETS.TEST", "()", "SEED", "0"],
         cwd=repo, env=env, capture_output=True, text=True, timeout=900,
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]

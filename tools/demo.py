@@ -34,7 +34,8 @@ def _predictor(args):
 
         if not (args.vocabulary and args.phrase_bank):  # the export's vocabulary, or its sidecar's phrase bank
             return OnnxPredictor(args.onnx, args.vocabulary)
-        from alpseg.text.bank import PhraseBank, build_vocabulary
+        from alpseg.text.bank import PhraseBank
+        from alpseg.text.vocabulary import build_vocabulary
 
         phrases = build_vocabulary(args.vocabulary)
         return OnnxPredictor(args.onnx, phrases, PhraseBank.load(args.phrase_bank).lookup(phrases).numpy())

@@ -14,7 +14,8 @@ import argparse
 import sys
 
 import alpseg  # noqa: F401  (registers the dataset names --phrases may refer to)
-from alpseg.text.bank import read_phrase_source, update_bank_file
+from alpseg.text.bank import update_bank_file
+from alpseg.text.vocabulary import read_phrase_source
 from alpseg.text.encoder import PhraseEncoder
 from alpseg.text.prompts import PROMPT_SETS, normalize_phrase
 from alpseg.utils.cli import add_common_arguments, setup_tool

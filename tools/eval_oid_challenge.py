@@ -60,9 +60,10 @@ def main(argv=None) -> int:
     from alpseg.utils.cli import setup_tool
 
     logger = setup_tool(args)
-    from alpseg.evaluation.oid_challenge import evaluate_oid_challenge_files
-    from alpseg.evaluation.oid_io import atomic_write, read_class_list
+    from alpseg.evaluation.oid.challenge import evaluate_oid_challenge_files
+    from alpseg.evaluation.oid.io import read_class_list
     from alpseg.evaluation.reporting import log_results, plot_per_category_ap, results_markdown, write_json
+    from alpseg.utils.io import atomic_write
 
     for flag, path in (("--boxes", args.boxes), ("--masks", args.masks), ("--image-labels", args.image_labels),
                        ("--predictions", args.predictions), ("--hierarchy", args.hierarchy),

@@ -50,7 +50,7 @@ def main(argv=None) -> int:
 
     from alpseg.config import load_config
     from alpseg.export import export_model, model_kind, preprocess
-    from alpseg.text.bank import build_vocabulary
+    from alpseg.text.vocabulary import build_vocabulary
 
     for flag, path in (("--config-file", args.config_file), ("--weights", args.weights),
                        ("--sample-image", args.sample_image)):

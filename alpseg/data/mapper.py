@@ -7,7 +7,7 @@ Like detectron2's ``DatasetMapper`` (read, check size, augment, convert annotati
   model's normalization maps to ~0, like its own padding) and masks padded with 0. At test time LSJ
   models see the image resized to fit ``IMAGE_SIZE`` (detectron2's LSJ recipe). Otherwise
   detectron2's ``ResizeShortestEdge`` + flip (+ ``INPUT.CROP``).
-* **instance fields** of SPEC 2.2 / docs/architecture.md: ``gt_boxes``, ``gt_phrases``, ``gt_is_alp``,
+* **instance fields** of docs/architecture.md ("Dataset dicts and instance fields"): ``gt_boxes``, ``gt_phrases``, ``gt_is_alp``,
   ``gt_has_mask``, ``gt_classes`` (the annotation's ``category_id``, -1 when it has none) and, when any
   instance has a mask, ``gt_masks`` as ``BitMasks`` with all-zero rows for mask-less instances.
 * **box quantization** of ALP boxes after the geometric transforms (:mod:`.box_quantization`), with

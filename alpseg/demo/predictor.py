@@ -21,7 +21,7 @@ from detectron2.data.detection_utils import read_image
 from detectron2.engine import DefaultPredictor
 from detectron2.utils.visualizer import ColorMode, Visualizer
 
-from alpseg.text.bank import build_vocabulary
+from alpseg.text.vocabulary import build_vocabulary
 
 __all__ = ["OpenVocabPredictor", "VocabularyPredictor", "ImageResult", "output_names", "MIN_IMAGE_SIDE"]
 

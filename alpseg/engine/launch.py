@@ -32,7 +32,7 @@ from alpseg.utils.progress import disable_progress
 from .checkpoint import AlpsegCheckpointer, CheckpointError
 from .trainer import AlpsegTrainer, PhraseCoverageError
 
-logger = logging.getLogger("alpseg")
+logger = logging.getLogger(__name__)
 
 __all__ = ["argument_parser", "setup_cfg", "train_or_evaluate", "main", "USER_ERRORS", "num_processes"]
 

@@ -229,7 +229,7 @@ def build_evaluator(cfg, dataset_name: str, output_folder: Optional[str] = None)
     meta = MetadataCatalog.get(dataset_name)
     kind = getattr(meta, "evaluator_type", None)
     if kind == "oid_challenge":
-        from alpseg.evaluation.oid_evaluator import OIDChallengeEvaluator
+        from alpseg.evaluation.oid.evaluator import OIDChallengeEvaluator
 
         # from the config: the metric's keys and the test vocabulary the model classifies against
         return OIDChallengeEvaluator(cfg, dataset_name, output_dir=output_folder)

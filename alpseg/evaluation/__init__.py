@@ -3,9 +3,9 @@
 The two detectron2 ``DatasetEvaluator`` classes are imported on first use (they pull in detectron2's
 evaluation stack, which the command-line metric does not need).
 """
-from .oid_challenge import evaluate_oid_challenge, evaluate_oid_challenge_files, prepare_ground_truth  # noqa: F401
-from .oid_io import ChallengeGroundTruth, ChallengePredictionsCSV, ImagePredictions  # noqa: F401
-from .oid_masks import decode_challenge_mask, encode_challenge_mask  # noqa: F401
+from .oid.challenge import evaluate_oid_challenge, evaluate_oid_challenge_files, prepare_ground_truth  # noqa: F401
+from .oid.io import ChallengeGroundTruth, ChallengePredictionsCSV, ImagePredictions  # noqa: F401
+from .oid.masks import decode_challenge_mask, encode_challenge_mask  # noqa: F401
 
 __all__ = [
     "evaluate_oid_challenge",
@@ -23,7 +23,7 @@ __all__ = [
 
 def __getattr__(name):
     if name == "OIDChallengeEvaluator":
-        from .oid_evaluator import OIDChallengeEvaluator
+        from .oid.evaluator import OIDChallengeEvaluator
 
         return OIDChallengeEvaluator
     if name == "COCOBaseNovelEvaluator":

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import math
 import os
-from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Tuple
 
 from alpseg.utils.io import atomic_open, atomic_write, write_json
 from alpseg.utils.markdown import markdown_table
@@ -45,7 +45,7 @@ def results_markdown(results: Mapping[str, Any], title: str = "Open Images chall
     """Summary table (mAP, AP50-base, AP50-novel and its split by base ancestor, the same with expanded
     predictions when present) and a per-class table sorted by AP.
 
-    ``results`` is what :func:`alpseg.evaluation.oid_challenge.evaluate_oid_challenge` returns (APs
+    ``results`` is what :func:`alpseg.evaluation.oid.challenge.evaluate_oid_challenge` returns (APs
     as fractions; shown as percentages when ``percent``).
     """
     names = dict(class_names or results.get("class_names") or {})

@@ -6,7 +6,9 @@
 
 See docs/export.md for what is inside and outside the graph, measured latency and limits.
 """
-from .exporter import EXPORT_FORMATS, MODEL_KINDS, export_model, load_sidecar, model_kind, sidecar_path
+from .exporter import (
+    EXPORT_FORMATS, MODEL_KINDS, export_model, load_sidecar, model_kind, sidecar_path, trace_inference,
+)
 from .fuse import fuse_conv_bn_
 from .runtime import ExportedPredictor, OnnxPredictor, TorchScriptPredictor, postprocess, preprocess
 
@@ -18,6 +20,7 @@ __all__ = [
     "fuse_conv_bn_",
     "load_sidecar",
     "sidecar_path",
+    "trace_inference",
     "ExportedPredictor",
     "OnnxPredictor",
     "TorchScriptPredictor",

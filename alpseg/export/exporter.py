@@ -51,7 +51,7 @@ from .fuse import fuse_conv_bn_
 
 __all__ = [
     "export_model", "SIDECAR_SUFFIX", "EXPORT_FORMATS", "MODEL_KINDS", "model_kind", "sidecar_path", "load_sidecar",
-    "OUTPUT_NAMES",
+    "OUTPUT_NAMES", "trace_inference",
 ]
 
 logger = logging.getLogger(__name__)
@@ -99,7 +99,7 @@ def model_kind(model) -> str:
     )
 
 
-def _trace_inference(model, image: Tensor, text: Optional[Tensor] = None):
+def trace_inference(model, image: Tensor, text: Optional[Tensor] = None):
     """What the exported graph computes: one image -> boxes, scores, classes[, mask_probs]."""
     if model_kind(model) == "mask_rcnn_star":
         return _mask_rcnn_star_inference(model, image, text)
@@ -155,6 +155,9 @@ class _NoPhraseBank:
         raise RuntimeError("export uses the given vocabulary embeddings; the phrase bank is not consulted")
 
 
+_trace_inference = trace_inference  # its name before #20 (bench/ and tests/ use the public one)
+
+
 def export_model(
     model,
     phrases: Sequence[str],
@@ -201,7 +204,7 @@ def export_model(
         raise ValueError(f"{len(phrases)} phrases but {embeddings.shape[0]} embeddings")
     model.set_test_vocabulary(phrases, embeddings)
     with torch.no_grad():
-        probe = _trace_inference(model, sample_image)
+        probe = trace_inference(model, sample_image)
     if probe[0].shape[0] == 0:
         raise ValueError(
             "the sample image gives no detection with this vocabulary, so tracing would freeze the "
@@ -210,10 +213,10 @@ def export_model(
 
     if embeddings_input:
         inputs = (sample_image, embeddings)
-        func = _trace_inference
+        func = trace_inference
     else:
         inputs = (sample_image,)
-        func = lambda m, image: _trace_inference(m, image)  # noqa: E731 (text from the baked vocabulary)
+        func = lambda m, image: trace_inference(m, image)  # noqa: E731 (text from the baked vocabulary)
     # eval(): the exporters restore the wrapper's mode afterwards, and a new Module is in training mode
     adapter = TracingAdapter(model, inputs, inference_func=func).eval()
     input_names = ["image"] + (["phrase_embeddings"] if embeddings_input else [])
@@ -252,7 +255,7 @@ def export_model(
         os.replace(emb_path + ".tmp.npy", emb_path)
         meta["default_embeddings"] = os.path.basename(emb_path)
     atomic_write_json(sidecar_path(path), meta, indent=2)
-    logger.info(f"exported {type(model).__name__} ({len(phrases)} phrases) to {path}")
+    logger.info("exported %s (%d phrases) to %s", type(model).__name__, len(phrases), path)
     return path
 
 

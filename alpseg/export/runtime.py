@@ -22,7 +22,8 @@ from detectron2.modeling.postprocessing import detector_postprocess
 from detectron2.structures import Boxes, Instances
 
 from ..demo.predictor import VocabularyPredictor
-from ..text.bank import PhraseBank, build_vocabulary
+from ..text.bank import PhraseBank
+from ..text.vocabulary import build_vocabulary
 from ..text.prompts import normalize_phrase
 from .exporter import default_embeddings, load_sidecar
 

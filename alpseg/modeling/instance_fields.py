@@ -1,4 +1,4 @@
-"""The per-instance supervision flags of SPEC 2.2, read the same way by every model.
+"""The per-instance supervision flags (docs/architecture.md, instance fields), read the same way by every model.
 
 Every alpseg mapper sets ``gt_is_alp`` and ``gt_has_mask`` on each training instance. Instances that
 come from elsewhere (plain detectron2 data, hand-made test batches) may lack them; the defaults are

@@ -1,6 +1,6 @@
-"""Phrase banks (phrase -> embedding files) and the vocabularies the open-vocabulary models use.
+"""The phrase bank file (phrase -> embedding): format, validation, reading, writing, extension.
 
-A ``PhraseBank`` is a ``.npz`` file (SPEC 2.1) holding
+A ``PhraseBank`` is a ``.npz`` file holding
 
 * ``phrases``: N unique *normalized* phrases (``alpseg.text.prompts.normalize_phrase``), the keys;
 * ``embeddings``: N x D float32 or float16, unit rows, row i belongs to ``phrases[i]``;
@@ -11,21 +11,16 @@ Each phrase is encoded once: extending a bank encodes only phrases it lacks and 
 leaving the old rows bit-identical. A bank never mixes encoders or prompt sets: extending it with a
 different encoder, or using it under a config that names another encoder / prompt set, is an error.
 Files are written atomically (temporary file + ``os.replace``) and long extensions save periodically,
-so an interrupted ``tools/embed_phrases.py`` resumes where it stopped.
+so an interrupted ``tools/embed_phrases.py`` resumes where it stopped. See docs/phrase_bank.md.
 
-Vocabularies: the training vocabulary is the set of phrases of a batch (looked up with
-``PhraseBank.lookup``); the test vocabulary comes from ``MODEL.OPEN_VOCAB.TEST_VOCABULARY`` through
-``build_vocabulary``. The background class is not a phrase: its embedding is the zero vector
-(appended by the classifier, ``alpseg.modeling.open_vocab``), so its cosine logit is always 0.
+The vocabularies built on a bank (a test vocabulary from ``MODEL.OPEN_VOCAB.TEST_VOCABULARY``) are in
+:mod:`alpseg.text.vocabulary`; their names are still importable from here for one release.
 """
 from __future__ import annotations
 
-import difflib
-import json
 import logging
 import os
 import time
-from dataclasses import dataclass
 from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -37,15 +32,10 @@ from alpseg.utils.io import atomic_open
 from .encoder import PhraseEncoder, encoder_id
 from .prompts import normalize_phrase
 
-__all__ = [
-    "PhraseBank",
-    "Vocabulary",
-    "build_vocabulary",
-    "load_bank_for_cfg",
-    "load_test_vocabulary",
-    "read_phrase_source",
-    "update_bank_file",
-]
+__all__ = ["PhraseBank", "load_bank_for_cfg", "update_bank_file"]
+
+# names that moved to alpseg.text.vocabulary, importable from this module for one release
+_MOVED_TO_VOCABULARY = ("Vocabulary", "build_vocabulary", "load_test_vocabulary", "read_phrase_source")
 
 logger = logging.getLogger(__name__)
 
@@ -251,108 +241,6 @@ def update_bank_file(
     return bank, added
 
 
-# --------------------------------------------------------------------------------- vocabularies
-_FILE_EXTENSIONS = (".txt", ".json", ".csv", ".lst")
-
-
-def _registered_datasets() -> List[str]:
-    from detectron2.data import DatasetCatalog
-
-    return list(DatasetCatalog.list())
-
-
-def _dataset_classes(name: str) -> List[str]:
-    from detectron2.data import DatasetCatalog, MetadataCatalog
-
-    classes = MetadataCatalog.get(name).get("thing_classes", None)
-    if classes is None:  # e.g. register_coco_instances sets thing_classes only once the data is loaded
-        DatasetCatalog.get(name)
-        classes = MetadataCatalog.get(name).get("thing_classes", None)
-    if not classes:
-        raise ValueError(f"dataset {name!r} has no thing_classes in its metadata")
-    return list(classes)
-
-
-def _read_phrase_file(path: str) -> List[str]:
-    if path.endswith(".json"):
-        with open(path, "r", encoding="utf-8") as f:
-            data = json.load(f)
-        if isinstance(data, dict) and isinstance(data.get("phrases"), list):
-            return [str(p) for p in data["phrases"]]
-        if isinstance(data, list) and all(isinstance(p, str) for p in data):
-            return data
-        raise ValueError(f"{path}: expected an ALP JSON with a 'phrases' list, or a JSON list of strings")
-    with open(path, "r", encoding="utf-8") as f:
-        return [line.strip() for line in f if line.strip() and not line.lstrip().startswith("#")]
-
-
-def read_phrase_source(spec: str) -> List[str]:
-    """Raw phrases named by ``spec``, in order.
-
-    ``spec`` is, in this order of precedence: a registered dataset name (its ``thing_classes``); an
-    existing file (one phrase a line, ``#`` comments allowed; or ``.json``: an ALP file's ``phrases``
-    list or a plain list); otherwise a comma-separated list. A spec without a comma that looks like a
-    dataset name or a path (contains ``_``, ``/`` or a file extension) but is neither is an error, so a
-    typo is not silently taken as a one-phrase vocabulary; end it with a comma to mean the phrase.
-    """
-    spec = spec.strip()
-    if not spec:
-        raise ValueError("empty phrase source")
-    if "," not in spec and spec in _registered_datasets():
-        return _dataset_classes(spec)
-    if os.path.isfile(os.path.expanduser(spec)):
-        return _read_phrase_file(os.path.expanduser(spec))
-    if "," not in spec and ("_" in spec or "/" in spec or spec.lower().endswith(_FILE_EXTENSIONS)):
-        close = difflib.get_close_matches(spec, _registered_datasets(), n=3)
-        raise ValueError(
-            f"{spec!r} is neither a registered dataset nor an existing file"
-            + (f" (did you mean {close}?)" if close else "")
-            + "; to use it as a single phrase, add a trailing comma"
-        )
-    return [p for p in spec.split(",") if p.strip()]
-
-
-def build_vocabulary(spec: str, default_dataset: Optional[str] = None) -> List[str]:
-    """Test vocabulary (normalized phrases, prediction order) from ``MODEL.OPEN_VOCAB.TEST_VOCABULARY``.
-
-    ``spec`` is read by ``read_phrase_source``; ``""`` means the ``thing_classes`` of
-    ``default_dataset`` (the dataset being evaluated). Phrases that coincide after normalization make
-    class indices ambiguous and are an error, as is an empty vocabulary.
-    """
-    spec = (spec or "").strip()
-    if not spec:
-        if not default_dataset:
-            raise ValueError(
-                "MODEL.OPEN_VOCAB.TEST_VOCABULARY is empty and no test dataset was given to take "
-                "the class names from"
-            )
-        spec = default_dataset
-    raw = read_phrase_source(spec)
-    phrases = [normalize_phrase(p) for p in raw]
-    empty = [r for r, p in zip(raw, phrases) if not p]
-    if empty:
-        raise ValueError(f"test vocabulary {spec!r}: phrases empty after normalization: {empty[:5]}")
-    if not phrases:
-        raise ValueError(f"test vocabulary {spec!r} is empty")
-    seen: Dict[str, str] = {}
-    for r, p in zip(raw, phrases):
-        if p in seen:
-            raise ValueError(f"test vocabulary {spec!r}: {seen[p]!r} and {r!r} both normalize to {p!r}")
-        seen[p] = r
-    return phrases
-
-
-@dataclass(frozen=True)
-class Vocabulary:
-    """A test vocabulary: normalized phrases in prediction order and their unit embeddings (K, D)."""
-
-    phrases: Tuple[str, ...]
-    embeddings: torch.Tensor
-
-    def __len__(self) -> int:
-        return len(self.phrases)
-
-
 def _cfg_encoder(cfg) -> Tuple[str, str]:
     ov = cfg.MODEL.OPEN_VOCAB
     return encoder_id(ov.TEXT_ENCODER, ov.PRETRAINED), ov.PROMPTS
@@ -383,21 +271,10 @@ def load_bank_for_cfg(cfg) -> PhraseBank:
     return bank
 
 
-def load_test_vocabulary(
-    cfg, bank: Optional[PhraseBank] = None, default_dataset: Optional[str] = None
-) -> Vocabulary:
-    """The test ``Vocabulary`` of ``cfg`` (``MODEL.OPEN_VOCAB.TEST_VOCABULARY``) with embeddings.
+def __getattr__(name: str):
+    # PEP 562: resolved on first use, because alpseg.text.vocabulary imports this module
+    if name in _MOVED_TO_VOCABULARY:
+        from . import vocabulary
 
-    Phrases absent from the bank are a ``KeyError`` naming them, unless
-    ``MODEL.OPEN_VOCAB.ENCODE_MISSING`` is True: then they are encoded on the fly with the config's
-    encoder (which needs its weights) and added to the in-memory bank only; the bank file is never
-    modified at test time (run tools/embed_phrases.py to keep them).
-    """
-    bank = bank if bank is not None else load_bank_for_cfg(cfg)
-    phrases = build_vocabulary(cfg.MODEL.OPEN_VOCAB.TEST_VOCABULARY, default_dataset)
-    missing = bank.missing(phrases)
-    if missing and cfg.MODEL.OPEN_VOCAB.ENCODE_MISSING:
-        ov = cfg.MODEL.OPEN_VOCAB
-        logger.info(f"encoding {len(missing)} test phrases missing from the phrase bank")
-        bank.extend(missing, PhraseEncoder(ov.TEXT_ENCODER, ov.PRETRAINED, ov.PROMPTS))
-    return Vocabulary(tuple(phrases), bank.lookup(phrases))
+        return getattr(vocabulary, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -360,9 +360,9 @@ class PhraseEncoder:
                 bar.update(len(chunk))
         if newly_truncated:
             logger.warning(
-                f"{len(newly_truncated)} of {len(phrases)} phrases are longer than the text encoder's "
-                f"{self.prompt_tokenizer.context_length}-token context in at least one prompt and were truncated "
-                f"(embedded from their first tokens): {newly_truncated[:3]}"
+                "%d of %d phrases are longer than the text encoder's %d-token context in at least one prompt "
+                "and were truncated (embedded from their first tokens): %s",
+                len(newly_truncated), len(phrases), self.prompt_tokenizer.context_length, newly_truncated[:3],
             )
         if not out:
             return np.zeros((0, self.embed_dim), dtype=np.float32)

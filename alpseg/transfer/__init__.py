@@ -1,4 +1,4 @@
-"""Downstream transfer evaluation of pretrained ResNet backbones (SPEC section 10).
+"""Downstream transfer evaluation of pretrained ResNet backbones (docs/transfer.md).
 
 ``checkpoints`` reads and converts checkpoints; ``voc07_svm``, ``linear_probe``, ``inat`` and
 ``finetune`` implement the protocols; ``tasks`` registers them as task dataclasses, ``runner`` runs a

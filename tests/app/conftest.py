@@ -12,7 +12,6 @@ import shutil
 import subprocess
 import sys
 
-import numpy as np
 import pytest
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -34,13 +33,9 @@ MODEL_RESULTS = {"oid_challenge": {"AP50": 61.65, "AP50-base": 79.3, "AP50-novel
 
 
 def _write_bank(path, phrases):
-    from alpseg.text.bank import PhraseBank
-    from alpseg.text.encoder import encoder_id
+    from alpseg.testing import write_random_phrase_bank
 
-    rng = np.random.RandomState(0)
-    emb = rng.randn(len(phrases), 512).astype(np.float32)
-    emb /= np.linalg.norm(emb, axis=1, keepdims=True)
-    PhraseBank(sorted(phrases), emb, encoder_id("ViT-B-32", "none"), "single").save(path)
+    write_random_phrase_bank(path, sorted(phrases), 512, "single")
 
 
 @pytest.fixture(scope="session")

@@ -13,7 +13,7 @@ from alpseg.data.datasets.class_lists import (OID_SEGMENTABLE_CLASSES, coco_oid_
                                               voc_classes, zsd_base_classes, zsd_novel_classes)
 from alpseg.data.datasets.coco_splits import load_coco_split
 from alpseg.data.datasets.lazy_metadata import register_lazy_metadata
-from alpseg.evaluation.oid_io import read_class_descriptions
+from alpseg.evaluation.oid.io import read_class_descriptions
 from alpseg.text.prompts import normalize_phrase
 from alpseg.data.datasets.oid import load_oid_boxes, load_oid_challenge_segmentation
 

@@ -1,10 +1,8 @@
 """Fixtures of the engine tests: a phrase bank covering every miniature dataset's phrases."""
-import numpy as np
 import pytest
 from detectron2.data import DatasetCatalog, MetadataCatalog
 
-from alpseg.text.bank import PhraseBank
-from alpseg.text.encoder import encoder_id
+from alpseg.testing import write_random_phrase_bank
 from alpseg.text.prompts import normalize_phrase
 
 
@@ -17,11 +15,6 @@ def phrase_bank(miniature_with_alps, tmp_path_factory):
     for name in ("locnar_oid_train_alps", "locnar_coco_train_alps", "oid_v6_locnar_train_boxes", "oid_v6_seg_test"):
         phrases |= {a["phrase"] for d in DatasetCatalog.get(name) for a in d["annotations"]}
         phrases |= {normalize_phrase(c) for c in getattr(MetadataCatalog.get(name), "thing_classes", [])}
-    rng = np.random.RandomState(0)
-    emb = rng.randn(len(phrases), 512).astype(np.float32)
-    emb /= np.linalg.norm(emb, axis=1, keepdims=True)
-    path = str(tmp_path_factory.mktemp("bank") / "bank.npz")
-    PhraseBank(sorted(phrases), emb, encoder_id("ViT-B-32", "none"), "vild").save(path)
-    return path
+    return write_random_phrase_bank(str(tmp_path_factory.mktemp("bank") / "bank.npz"), sorted(phrases), 512, "vild")
 
 

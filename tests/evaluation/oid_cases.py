@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from alpseg.evaluation.oid_io import BoxRow, ChallengeGroundTruth, ImagePredictions, LabelRow, MaskRow
-from alpseg.evaluation.oid_masks import encode_challenge_mask, encode_rle, rle_to_challenge_string
+from alpseg.evaluation.oid.io import BoxRow, ChallengeGroundTruth, ImagePredictions, LabelRow, MaskRow
+from alpseg.evaluation.oid.masks import encode_challenge_mask, encode_rle, rle_to_challenge_string
 
 
 def rect(h, w, x0, y0, x1, y1):

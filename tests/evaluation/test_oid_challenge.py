@@ -6,14 +6,14 @@ import numpy as np
 import pycocotools.mask as mask_utils
 import pytest
 
-from alpseg.evaluation.oid_challenge import (
+from alpseg.evaluation.oid.challenge import (
     average_precision,
     evaluate_oid_challenge,
     prepare_ground_truth,
 )
-from alpseg.evaluation.oid_hierarchy import expand_ground_truth, load_hierarchy
-from alpseg.evaluation.oid_io import ImagePredictions
-from alpseg.evaluation.oid_masks import decode_challenge_mask, encode_challenge_mask, encode_rle
+from alpseg.evaluation.oid.hierarchy import expand_ground_truth, load_hierarchy
+from alpseg.evaluation.oid.io import ImagePredictions
+from alpseg.evaluation.oid.masks import decode_challenge_mask, encode_challenge_mask, encode_rle
 
 from oid_cases import gt_instance, rect, to_challenge_gt, to_predictions
 
@@ -323,7 +323,7 @@ def test_more_than_255_predictions_in_one_image():
 def test_mask_pairs_whose_extents_do_not_meet_are_not_decoded(monkeypatch):
     """The extent prefilter: a detection far from every GT mask is an FP without an IoU call, and a
     detection touching a GT extent edge-to-edge (no shared pixel) is not decoded either."""
-    import alpseg.evaluation.oid_challenge as oc
+    import alpseg.evaluation.oid.challenge as oc
 
     gt_mask = np.zeros((20, 20), np.uint8)
     gt_mask[0:5, 0:5] = 1

@@ -6,9 +6,9 @@ import pycocotools.mask as mask_utils
 import pytest
 from PIL import Image
 
-from alpseg.evaluation.oid_challenge import evaluate_oid_challenge, prepare_ground_truth
-from alpseg.evaluation.oid_convert import convert_oid_segmentation_release
-from alpseg.evaluation.oid_io import ImagePredictions, read_ground_truth_csvs
+from alpseg.evaluation.oid.challenge import evaluate_oid_challenge, prepare_ground_truth
+from alpseg.evaluation.oid.convert import convert_oid_segmentation_release
+from alpseg.evaluation.oid.io import ImagePredictions, read_ground_truth_csvs
 
 
 def _write(path, header, rows):

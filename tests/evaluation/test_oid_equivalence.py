@@ -4,10 +4,10 @@ import os
 import numpy as np
 import pytest
 
-from alpseg.evaluation.oid_challenge import evaluate_oid_challenge, evaluate_oid_challenge_files
-from alpseg.evaluation.oid_io import write_ground_truth_csvs, write_predictions_csv
+from alpseg.evaluation.oid.challenge import evaluate_oid_challenge, evaluate_oid_challenge_files
+from alpseg.evaluation.oid.io import write_ground_truth_csvs, write_predictions_csv
+from alpseg.testing import oid_reference
 
-import oid_reference
 from oid_cases import box_of, to_challenge_gt, to_predictions
 
 FLAT = ["/m/a", "/m/b", "/m/c", "/m/d"]

@@ -9,9 +9,9 @@ import torch
 from detectron2.data import MetadataCatalog
 from detectron2.structures import Boxes, Instances
 
-from alpseg.evaluation.oid_challenge import evaluate_oid_challenge_files
-from alpseg.evaluation.oid_evaluator import OIDChallengeEvaluator, instances_to_oid_predictions
-from alpseg.evaluation.oid_io import write_ground_truth_csvs
+from alpseg.evaluation.oid.challenge import evaluate_oid_challenge_files
+from alpseg.evaluation.oid.evaluator import OIDChallengeEvaluator, instances_to_oid_predictions
+from alpseg.evaluation.oid.io import write_ground_truth_csvs
 
 from oid_cases import gt_instance, rect, to_challenge_gt
 

@@ -6,7 +6,7 @@ import torch
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.structures import Boxes, Instances
 
-from alpseg.evaluation.oid_evaluator import OIDChallengeEvaluator
+from alpseg.evaluation.oid.evaluator import OIDChallengeEvaluator
 
 
 def _perfect(record, shift=0):

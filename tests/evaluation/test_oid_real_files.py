@@ -9,11 +9,11 @@ from pycocotools import mask as mask_utils
 
 from alpseg.data.datasets.class_lists import (OID_SEGMENTABLE_CLASSES, OID_SEGMENTABLE_HIERARCHY, coco_oid_base_rows,
                                               oid_base_mids)
-from alpseg.evaluation.oid_challenge import evaluate_oid_challenge
-from alpseg.evaluation.oid_hierarchy import load_hierarchy
-from alpseg.evaluation.oid_io import (ImagePredictions, mid_from_mask_path, read_class_descriptions,
+from alpseg.evaluation.oid.challenge import evaluate_oid_challenge
+from alpseg.evaluation.oid.hierarchy import load_hierarchy
+from alpseg.evaluation.oid.io import (ImagePredictions, mid_from_mask_path, read_class_descriptions,
                                      read_ground_truth_csvs)
-from alpseg.evaluation.oid_masks import decode_challenge_mask
+from alpseg.evaluation.oid.masks import decode_challenge_mask
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SHARED = os.path.join(REPO, "..", "shared", "data", "openimages")

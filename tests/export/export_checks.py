@@ -10,7 +10,7 @@ from detectron2.engine import DefaultPredictor
 
 from alpseg.config import load_config
 from alpseg.export import OnnxPredictor, TorchScriptPredictor, export_model, load_sidecar, postprocess, preprocess
-from alpseg.export.exporter import _trace_inference
+from alpseg.export import trace_inference
 from alpseg.text.bank import PhraseBank
 
 
@@ -58,7 +58,7 @@ def compare(predictor, runtime, phrases, emb, image, undecided=0.0):
     model.set_test_vocabulary(phrases, emb)
     x = preprocess(image, runtime.meta)
     with torch.no_grad():
-        ref = _trace_inference(model, x)
+        ref = trace_inference(model, x)
     got = runtime.raw(x)
     boxes, scores, classes, masks = ref
     assert len(boxes) == len(got[0]) > 0
@@ -129,7 +129,7 @@ def check_no_detection(exported):
         image = read_image(image_path, format="BGR")
         x = preprocess(image, runtime.meta)
         with torch.no_grad():
-            ref = _trace_inference(model, x)
+            ref = trace_inference(model, x)
         got = runtime.raw(x)
         assert len(ref[0]) == 0 and [tuple(t.shape) for t in got] == [tuple(t.shape) for t in ref]
         assert len(runtime(image)["instances"]) == 0

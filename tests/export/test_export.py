@@ -16,7 +16,7 @@ from export_checks import (  # noqa: E402
 from export_checks import min_mask_iou as _min_mask_iou  # noqa: E402
 
 from alpseg.export import OnnxPredictor, load_sidecar, preprocess  # noqa: E402
-from alpseg.export.exporter import _trace_inference  # noqa: E402
+from alpseg.export import trace_inference  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -98,7 +98,7 @@ def test_folding_batch_norms_keeps_the_detections(exported):
     for image_path in exported["images"]:
         x = preprocess(read_image(image_path, format="BGR"), load_sidecar(exported["paths"]["onnx"]))
         with torch.no_grad():
-            ref, got = _trace_inference(model, x), _trace_inference(fused, x)
+            ref, got = trace_inference(model, x), trace_inference(fused, x)
         assert torch.equal(ref[2], got[2])
         assert (ref[0] - got[0]).abs().max().item() < 1e-3 and (ref[1] - got[1]).abs().max().item() < 1e-4
         assert _min_mask_iou(ref[3] > 0.5, got[3] > 0.5) > 0.99

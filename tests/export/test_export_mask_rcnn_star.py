@@ -17,7 +17,7 @@ from export_checks import (  # noqa: E402
 )
 
 from alpseg.export import load_sidecar, preprocess  # noqa: E402
-from alpseg.export.exporter import _trace_inference  # noqa: E402
+from alpseg.export import trace_inference  # noqa: E402
 
 POST_NMS_TOPK_TEST = 1000
 # The 2-iteration mask head's probabilities lie within about 0.02 of 0.5 (2-4 % of the pixels within
@@ -39,7 +39,7 @@ def _num_proposals(model, x, emb, phrases):
     try:
         model.set_test_vocabulary(phrases, emb)
         with torch.no_grad():
-            _trace_inference(model, x)
+            trace_inference(model, x)
     finally:
         handle.remove()
     return counts[0]

@@ -1,21 +1,13 @@
 """Fixtures of the modeling tests: a tiny FCOS-MO config and a small phrase bank."""
-import numpy as np
 import pytest
 
-from alpseg.text.bank import PhraseBank
-from alpseg.text.encoder import encoder_id
-from fcos_mo_batches import EMBED_DIM, PHRASES, tiny_fcos_mo_cfg
+from alpseg.testing import TEST_EMBED_DIM, TEST_PHRASES, tiny_fcos_mo_cfg, write_random_phrase_bank
 
 
 @pytest.fixture
 def bank_path(tmp_path):
     """A real PhraseBank file with random unit rows, made for the tiny config's encoder and prompts."""
-    rng = np.random.RandomState(0)
-    emb = rng.randn(len(PHRASES), EMBED_DIM).astype(np.float32)
-    emb /= np.linalg.norm(emb, axis=1, keepdims=True)
-    path = str(tmp_path / "bank.npz")
-    PhraseBank(PHRASES, emb, encoder_id("ViT-B-32", "none"), "vild").save(path)
-    return path
+    return write_random_phrase_bank(str(tmp_path / "bank.npz"), TEST_PHRASES, TEST_EMBED_DIM, "vild")
 
 
 @pytest.fixture

@@ -8,9 +8,9 @@ from detectron2.modeling import build_model
 from detectron2.structures import pairwise_iou
 from detectron2.utils.events import EventStorage
 
-from alpseg.modeling.fcos_mo import FCOSMO
+from alpseg.modeling.meta_arch import FCOSMO
 
-from fcos_mo_batches import make_batch, make_instances
+from alpseg.testing import make_batch, make_instances
 
 SIZE = (96, 128)
 

@@ -11,7 +11,8 @@ from detectron2.modeling import build_model
 from detectron2.utils.events import EventStorage
 
 from alpseg.config import load_config
-from fcos_mo_batches import make_batch, make_instances, tiny_overrides
+from alpseg.testing import make_batch, make_instances
+from alpseg.testing import tiny_fcos_mo_overrides as tiny_overrides
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TABLE2_CONFIGS = sorted(glob.glob(os.path.join(REPO, "configs", "fcos_reimpl", "*.yaml")))
@@ -68,8 +69,8 @@ def test_table2_config_is_closed_vocabulary_fcos_and_trains_2_iterations(path):
     """Table 2 rows: detectron2's FCOS classifier (80 sigmoids, focal loss), plus the mask head from row 2."""
     from detectron2.modeling.meta_arch.fcos import FCOSHead
 
-    from alpseg.modeling.fcos_mask import FCOSMask
-    from alpseg.modeling.fcos_mo import FCOSMO
+    from alpseg.modeling.meta_arch import FCOSMask
+    from alpseg.modeling.meta_arch import FCOSMO
 
     cfg = load_config(path, tiny_overrides())
     torch.manual_seed(0)

@@ -8,7 +8,7 @@ from detectron2.structures import BitMasks, Boxes, Instances
 from detectron2.utils.events import EventStorage
 
 from alpseg.config import get_cfg
-from alpseg.modeling.hourglass import HourglassMaskHead, hourglass_stage_blocks
+from alpseg.modeling.roi_heads.hourglass import HourglassMaskHead, hourglass_stage_blocks
 
 
 def _cfg(depth=20, width=8, norm="BN"):
@@ -93,7 +93,7 @@ def test_inference_sets_class_agnostic_masks():
 
 def test_width_default_is_the_config_default():
     from alpseg.config import get_cfg
-    from alpseg.modeling.hourglass import HourglassMaskHead
+    from alpseg.modeling.roi_heads.hourglass import HourglassMaskHead
 
     head = HourglassMaskHead(ShapeSpec(channels=4, height=16, width=16), depth=10)
     assert head.predictor.in_channels == get_cfg().MODEL.ROI_MASK_HEAD.HOURGLASS_WIDTH == 128

@@ -12,53 +12,19 @@ from detectron2.structures import Boxes, Instances
 from detectron2.utils.events import EventStorage
 
 from alpseg.config import load_config
-from alpseg.modeling.mask_rcnn_star import (
-    MaskRCNNStar,
-    OpenVocabFastRCNNOutputLayers,
-    SelectiveRPN,
-    calibrated_scores,
-    image_label_loss,
-    largest_box_index,
-)
+from alpseg.modeling.meta_arch import MaskRCNNStar
+from alpseg.modeling.proposal_generator import SelectiveRPN
+from alpseg.modeling.roi_heads import OpenVocabFastRCNNOutputLayers, calibrated_scores, image_label_loss, largest_box_index
 
-from fcos_mo_batches import EMBED_DIM, make_batch, make_instances
+from alpseg.testing import TEST_EMBED_DIM as EMBED_DIM
+from alpseg.testing import make_batch, make_instances
+from alpseg.testing import tiny_mask_rcnn_star_overrides as tiny_opts
 
 SIZE = (96, 128)
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 CONFIGS = sorted(glob.glob(os.path.join(REPO, "configs", "*mask_rcnn_star*.yaml"))) + sorted(
     glob.glob(os.path.join(REPO, "configs", "Base-MaskRCNNStar.yaml"))
 )
-
-
-def tiny_opts(bank_path, mode="boxes", frozen_norm=False):
-    """A ResNet-18-sized Mask R-CNN* with 16-channel FPN, an 8-d phrase space and few proposals
-    (``mode`` None keeps the config's ALP_SUPERVISION)."""
-    return [
-        "MODEL.DEVICE", "cpu",
-        "MODEL.WEIGHTS", "",
-        "MODEL.RESNETS.DEPTH", "18",
-        "MODEL.RESNETS.RES2_OUT_CHANNELS", "64",
-        # single process: nn.SyncBatchNorm runs as plain BN; FrozenBN makes images independent
-        "MODEL.RESNETS.NORM", "FrozenBN" if frozen_norm else "SyncBN",
-        "MODEL.FPN.NORM", "" if frozen_norm else "SyncBN",
-        "MODEL.FPN.OUT_CHANNELS", "16",
-        "MODEL.RPN.PRE_NMS_TOPK_TRAIN", "200",
-        "MODEL.RPN.POST_NMS_TOPK_TRAIN", "40",
-        "MODEL.RPN.PRE_NMS_TOPK_TEST", "200",
-        "MODEL.RPN.POST_NMS_TOPK_TEST", "40",
-        "MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE", "32",
-        "MODEL.ROI_BOX_HEAD.FC_DIM", "32",
-        "MODEL.ROI_MASK_HEAD.HOURGLASS_DEPTH", "10",
-        "MODEL.ROI_MASK_HEAD.HOURGLASS_WIDTH", "8",
-        "MODEL.ROI_MASK_HEAD.NORM", "" if frozen_norm else "BN",
-        "MODEL.OPEN_VOCAB.EMBED_DIM", str(EMBED_DIM),
-        "MODEL.OPEN_VOCAB.PRETRAINED", "none",
-        "MODEL.OPEN_VOCAB.EMBEDDINGS", bank_path,
-        "MODEL.OPEN_VOCAB.TEST_VOCABULARY", "dog,cat,sombrero",
-        "INPUT.MIN_SIZE_TEST", "96",
-        "INPUT.MAX_SIZE_TEST", "128",
-        "SOLVER.AMP.ENABLED", "False",
-    ] + ([] if mode is None else ["MODEL.MASK_RCNN_STAR.ALP_SUPERVISION", mode])
 
 
 def tiny_model(bank_path, mode="boxes", frozen_norm=False, seed=0, config="Base-MaskRCNNStar.yaml"):

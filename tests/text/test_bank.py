@@ -22,7 +22,7 @@ def test_save_load_roundtrip_is_exact_and_atomic(tmp_path):
     assert back.phrases == ["dog", "traffic light"]
     assert back.embeddings.tobytes() == bank.embeddings.tobytes()
     assert (back.encoder, back.prompts, back.dim) == ("open_clip:X:none(seed=0)", "vild", 8)
-    with np.load(path, allow_pickle=False) as raw:  # SPEC 2.1 layout, readable without pickle
+    with np.load(path, allow_pickle=False) as raw:  # the documented layout (docs/phrase_bank.md), readable without pickle
         assert sorted(raw.files) == ["embeddings", "encoder", "phrases", "prompts"]
 
 

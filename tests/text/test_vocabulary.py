@@ -5,14 +5,8 @@ import pytest
 from detectron2.data import DatasetCatalog, MetadataCatalog
 
 from alpseg.config import get_cfg
-from alpseg.text.bank import (
-    PhraseBank,
-    build_vocabulary,
-    load_bank_for_cfg,
-    load_test_vocabulary,
-    read_phrase_source,
-    update_bank_file,
-)
+from alpseg.text.bank import PhraseBank, load_bank_for_cfg, update_bank_file
+from alpseg.text.vocabulary import build_vocabulary, load_test_vocabulary, read_phrase_source
 
 
 @pytest.fixture
@@ -123,3 +117,19 @@ def test_test_vocabulary_missing_phrases(tmp_path, tiny_model, tiny_encoder):
     np.testing.assert_array_equal(vocab.embeddings[[0, 2]].numpy(), bank.embeddings)
     np.testing.assert_allclose(vocab.embeddings[1].numpy(), tiny_encoder.encode(["zebra"])[0], atol=1e-6)
     assert bank.phrases == ["dog", "cat"]  # the bank file is not modified at test time
+
+
+def test_old_paths_re_export_the_vocabulary_names():
+    """alpseg.text.bank and alpseg.modeling.vocabulary keep their old names for one release."""
+    import alpseg.modeling.vocabulary as old_mixin
+    import alpseg.modeling.vocabulary_mixin as mixin
+    import alpseg.text.bank as bank
+    import alpseg.text.vocabulary as vocabulary
+
+    for name in ("Vocabulary", "build_vocabulary", "load_test_vocabulary", "read_phrase_source"):
+        assert getattr(bank, name) is getattr(vocabulary, name)
+    with pytest.raises(AttributeError, match="no attribute 'not_a_name'"):
+        bank.not_a_name
+    for name in old_mixin.__all__:
+        assert getattr(old_mixin, name) is getattr(mixin, name)
+    assert set(old_mixin.__all__) == set(mixin.__all__)

@@ -1,4 +1,4 @@
-"""tools/curate_alps.py: the SPEC 2.1 contract, skips, --strict, shards + merge, resume, workers."""
+"""tools/curate_alps.py: its documented contract (docs/alp_curation.md), skips, --strict, shards + merge, resume, workers."""
 import gzip
 import importlib.util
 import json

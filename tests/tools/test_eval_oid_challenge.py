@@ -1,4 +1,4 @@
-"""tools/eval_oid_challenge.py: the command line of SPEC 2.1 on challenge CSV files."""
+"""tools/eval_oid_challenge.py: its documented command line (docs/evaluation.md) on challenge CSV files."""
 import importlib.util
 import json
 import os
@@ -6,7 +6,7 @@ import os
 import numpy as np
 import pytest
 
-from alpseg.evaluation.oid_io import (
+from alpseg.evaluation.oid.io import (
     BoxRow,
     ChallengeGroundTruth,
     ImagePredictions,
@@ -15,7 +15,7 @@ from alpseg.evaluation.oid_io import (
     write_ground_truth_csvs,
     write_predictions_csv,
 )
-from alpseg.evaluation.oid_masks import encode_challenge_mask, encode_rle
+from alpseg.evaluation.oid.masks import encode_challenge_mask, encode_rle
 
 TOOL = os.path.join(os.path.dirname(__file__), "..", "..", "tools", "eval_oid_challenge.py")
 
@@ -117,7 +117,7 @@ def test_real_rows_against_themselves_through_the_command_line(tmp_path):
     """Six real OID v6 validation masks as GT and as predictions, the shipped class list and hierarchy:
     AP 1 on every leaf; the JSON carries the novel split by base ancestor and the expanded view."""
     from alpseg.data.datasets.class_lists import OID_SEGMENTABLE_CLASSES, OID_SEGMENTABLE_HIERARCHY, oid_base_mids
-    from alpseg.evaluation.oid_io import read_ground_truth_csvs
+    from alpseg.evaluation.oid.io import read_ground_truth_csvs
 
     real = os.path.join(os.path.dirname(TOOL), "..", "..", "shared", "data", "openimages", "real_rows",
                         "validation_masks_6_rows.csv")

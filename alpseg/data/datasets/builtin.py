@@ -11,7 +11,7 @@ from typing import Dict, List, Optional
 
 from detectron2.data import DatasetCatalog
 
-from alpseg.evaluation.oid_io import read_class_descriptions
+from alpseg.evaluation.oid.io import read_class_descriptions
 
 from .class_lists import (NUM_OID_BASE, NUM_OID_CLASSES, OID_SEGMENTABLE_CLASSES, OID_SEGMENTABLE_HIERARCHY,
                           coco_thing_classes, oid_base_mids, shipped_oid_classes, split_base_novel, voc_classes,

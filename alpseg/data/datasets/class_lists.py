@@ -155,7 +155,7 @@ def oid_base_mids() -> Tuple[str, ...]:
 
 def shipped_oid_classes() -> "Dict[str, str]":
     """MID -> display name of the shipped challenge-2019 segmentable list (300 classes, file order)."""
-    from alpseg.evaluation.oid_io import read_class_descriptions
+    from alpseg.evaluation.oid.io import read_class_descriptions
 
     return read_class_descriptions(OID_SEGMENTABLE_CLASSES)
 

@@ -1,12 +1,12 @@
 """Open Images readers: challenge segmentation sets (evaluation) and v6 boxes (the box oracle).
 
-File formats are those of docs/architecture.md and SPEC section 9 (CSV with header, coordinates
+File formats are those of docs/architecture.md and docs/evaluation.md (CSV with header, coordinates
 normalized to [0, 1]). Class names become phrases with ``normalize_phrase``; ``category_id`` is the
 position of the class in the class-descriptions file, which therefore fixes ``thing_classes``.
 
 * :func:`load_oid_challenge_segmentation`: one dict per image that has challenge GT box or mask rows;
   its annotations are the mask rows, each with a COCO RLE ``segmentation`` (the challenge encoding
-  base64(zlib(RLE counts)) undone by ``alpseg.evaluation.oid_masks``) and ``iscrowd`` = IsGroupOf.
+  base64(zlib(RLE counts)) undone by ``alpseg.evaluation.oid.masks``) and ``iscrowd`` = IsGroupOf.
   Images with box rows only appear with no annotations: the evaluator reads the complete ground truth
   from the CSVs (metadata ``oid_gt``), the dicts are what the model runs on.
 * :func:`load_oid_boxes`: OID v6 training boxes on the images of an image-info JSON (the LocNar-OID
@@ -40,11 +40,11 @@ logger = logging.getLogger(__name__)
 def oid_class_phrases(path: str) -> Tuple[List[str], List[str]]:
     """(MIDs, normalized display names) of a class-descriptions CSV, in file order.
 
-    The file is read by :func:`alpseg.evaluation.oid_io.read_class_descriptions` (the one reader);
+    The file is read by :func:`alpseg.evaluation.oid.io.read_class_descriptions` (the one reader);
     names become phrases here, and two MIDs whose names coincide as phrases are refused, since a
     phrase must name one class.
     """
-    from alpseg.evaluation.oid_io import read_class_descriptions
+    from alpseg.evaluation.oid.io import read_class_descriptions
 
     mid_to_name = read_class_descriptions(path)
     mids = list(mid_to_name)
@@ -57,7 +57,7 @@ def oid_class_phrases(path: str) -> Tuple[List[str], List[str]]:
 
 
 def _read_rows(path: str, required: Sequence[str], desc: str) -> Iterator[Dict[str, str]]:
-    from alpseg.evaluation.oid_io import read_csv_records
+    from alpseg.evaluation.oid.io import read_csv_records
 
     yield from tqdm(read_csv_records(path, required), desc=desc, unit=" rows", mininterval=5, leave=False,
                     disable=None)
@@ -84,7 +84,7 @@ def _report(path: str, skipped: Counter) -> None:
 def load_oid_challenge_segmentation(masks_csv: str, boxes_csv: str, class_csv: str,
                                     image_root: str) -> List[Dict]:
     """Dataset dicts of a challenge segmentation split (see the module docstring)."""
-    from alpseg.evaluation.oid_masks import decode_challenge_mask  # validates the RLE against the size
+    from alpseg.evaluation.oid.masks import decode_challenge_mask  # validates the RLE against the size
 
     mids, names = oid_class_phrases(class_csv)
     cat = index_of(mids)

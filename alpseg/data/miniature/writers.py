@@ -8,7 +8,7 @@ from typing import Any, Dict, Iterable, List, Sequence
 import cv2
 import numpy as np
 
-from alpseg.evaluation.oid_masks import encode_challenge_mask
+from alpseg.evaluation.oid.masks import encode_challenge_mask
 from alpseg.utils.io import atomic_open
 
 from .world import CLASSES, MiniObject, Scene, object_mask, render_scene

@@ -1,6 +1,6 @@
 """An independent, deliberately plain implementation of the Open Images challenge mask metric.
 
-Written from the algorithm in SPEC section 9 only (dense numpy masks, Python loops, no shared code
+Written from the algorithm of docs/evaluation.md only (dense numpy masks, Python loops, no shared code
 with ``alpseg.evaluation``), to check the fast implementation against it. ``bench/bench_oid_eval.py``
 also uses it as "the straightforward loop" (it is how the TF code computes: dense masks per pair).
 
