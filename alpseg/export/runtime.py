@@ -43,9 +43,10 @@ def postprocess(outputs: Sequence[torch.Tensor], input_hw: Tuple[int, int], outp
                 mask_threshold: float = 0.5) -> Instances:
     """Graph outputs (boxes, scores, classes[, mask_probs]) of an image resized to ``input_hw`` ->
     ``Instances`` at the original ``output_hw``: boxes scaled and clipped, masks pasted (foreground
-    where the interpolated probability is at least ``mask_threshold``)."""
+    where the interpolated probability is at least ``mask_threshold``). ``outputs`` are left as they
+    are (detectron2 scales the boxes in place, so it gets a copy)."""
     boxes, scores, classes = outputs[:3]
-    inst = Instances(tuple(input_hw), pred_boxes=Boxes(boxes), scores=scores, pred_classes=classes)
+    inst = Instances(tuple(input_hw), pred_boxes=Boxes(boxes.clone()), scores=scores, pred_classes=classes)
     if len(outputs) > 3:
         inst.pred_masks = outputs[3]
     return detector_postprocess(inst, output_hw[0], output_hw[1], mask_threshold)

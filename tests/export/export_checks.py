@@ -75,7 +75,7 @@ def compare(predictor, runtime, phrases, emb, image, undecided=0.0):
         assert (ref_inst.pred_boxes.tensor - got_inst.pred_boxes.tensor).abs().max().item() < 1e-3
         if undecided:  # pasted above 0.5 + undecided, or not pasted at 0.5 - undecided
             hw = (x.shape[1], x.shape[2])
-            sure = [postprocess([t.clone() for t in ref], hw, image.shape[:2], 0.5 + s * undecided).pred_masks
+            sure = [postprocess(ref, hw, image.shape[:2], 0.5 + s * undecided).pred_masks
                     for s in (1, -1)]
             decided = sure[0] | ~sure[1]
         assert min_mask_iou(ref_inst.pred_masks, got_inst.pred_masks, decided) > 0.99
