@@ -18,10 +18,10 @@ import os
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
-from typing import Dict, List, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 from alpseg.data.miniature import CLASSES, MANIFEST, MiniatureSizes, write_miniature_world
-from alpseg.demo.table3 import run_tool, train_once
+from alpseg.demo.table3 import MINIATURE_TEST_OPTS, run_tool, train_once
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -75,10 +75,10 @@ ABLATIONS: Dict[str, Ablation] = {
 }
 
 
-def prepare(output: str, env: Dict[str, str], world_seed: int = 0) -> str:
+def prepare(output: str, env: Dict[str, str], world_seed: int = 0, sizes: Optional[MiniatureSizes] = None) -> str:
     """World, curated LocNar-OID and LocNar-COCO ALPs, and one phrase bank; returns the bank's path."""
     data_root = env["DETECTRON2_DATASETS"]
-    write_miniature_world(data_root, seed=world_seed, sizes=MiniatureSizes(voc=False))
+    write_miniature_world(data_root, seed=world_seed, sizes=sizes or MiniatureSizes(voc=False))
     py = sys.executable
     curated = {}
     for name, narratives, info in (
@@ -127,7 +127,7 @@ def _train(output: str, bank: str, config: str, overrides: Sequence[str], seed: 
     out_dir = _run_dir(output, config, overrides, seed, iterations)
     opts = ["MODEL.OPEN_VOCAB.EMBEDDINGS", bank, "SEED", str(seed),
             "SOLVER.MAX_ITER", str(iterations), "SOLVER.CHECKPOINT_PERIOD", str(iterations),
-            "SOLVER.WARMUP_ITERS", str(max(1, iterations // 8))] + list(overrides)
+            "SOLVER.WARMUP_ITERS", str(max(1, iterations // 8)), *MINIATURE_TEST_OPTS] + list(overrides)
     data_root = env["DETECTRON2_DATASETS"]
     inputs = [bank, os.path.join(data_root, MANIFEST)] + sorted(glob.glob(os.path.join(data_root, "alps", "*.json")))
     train_once(config, out_dir, opts, inputs, os.path.join(out_dir, "train.log"), env)
@@ -161,8 +161,10 @@ def format_ablation_table(results: Dict[str, Dict]) -> str:
 
 
 def run_ablations(output: str, names: Sequence[str], seeds: Sequence[int], iterations: int, parallel: int = 2,
-                  progress: bool = True, world_seed: int = 0) -> Dict[str, Dict]:
-    """Train every variant of each ablation in ``names`` once per seed; returns and writes the results."""
+                  progress: bool = True, world_seed: int = 0, sizes: Optional[MiniatureSizes] = None) -> Dict[str, Dict]:
+    """Train every variant of each ablation in ``names`` once per seed; returns and writes the results.
+
+    ``sizes``: the miniature world's (default: ``MiniatureSizes(voc=False)``, the measured tables')."""
     unknown = [n for n in names if n not in ABLATIONS]
     if unknown:
         raise KeyError(f"unknown ablations {unknown}; choose from {sorted(ABLATIONS)}")
@@ -172,7 +174,7 @@ def run_ablations(output: str, names: Sequence[str], seeds: Sequence[int], itera
     env = dict(os.environ, DETECTRON2_DATASETS=os.path.join(output, "datasets"), OMP_NUM_THREADS="1",
                MKL_NUM_THREADS="1")
     t0 = time.time()
-    bank = prepare(output, env, world_seed)
+    bank = prepare(output, env, world_seed, sizes)
     jobs: List[Tuple[str, Tuple[str, ...], int]] = []
     for name in names:
         for _, overrides in ABLATIONS[name].variants:

@@ -38,3 +38,27 @@ def test_table_and_metrics(tmp_path):
     results = {"x": {"title": "T", "variants": {"a": [{"AP50_base": 1.0, "AP50_novel": 2.0},
                                                       {"AP50_base": 3.0, "AP50_novel": 2.0}]}}}
     assert format_ablation_table(results).splitlines()[2] == "| T | a | 2 | 2.0 +- 1.4 | 2.0 +- 0.0 |"
+
+
+@pytest.mark.timeout(900)
+def test_runner_trains_both_variants_through_the_real_tools(tmp_path):
+    """2 iterations, one seed, a small world: every run evaluates (the bank covers the test vocabulary),
+    the table has both variants, and a second call reuses every run."""
+    from alpseg.data.miniature import MiniatureSizes
+    from alpseg.demo.ablation import run_ablations
+
+    small = MiniatureSizes(coco_train=8, coco_val=2, oid_train=12, oid_val=6, oid_test=2, voc=False)
+    out = tmp_path / "ablate"
+    results = run_ablations(str(out), ["fcos_fg_bias"], seeds=[0], iterations=2, parallel=2, progress=False,
+                            sizes=small)
+    variants = results["fcos_fg_bias"]["variants"]
+    assert len(variants) == 2 and all(len(runs) == 1 for runs in variants.values())
+    for runs in variants.values():
+        assert 0.0 <= runs[0]["AP50_base"] <= 100.0 and 0.0 <= runs[0]["AP50_novel"] <= 100.0
+    assert (out / "ablations.md").read_text().count("| ") >= 4
+    finals = sorted(out.glob("runs/*/model_final.pth"))
+    assert len(finals) == 2
+    mtimes = [p.stat().st_mtime for p in finals]
+    again = run_ablations(str(out), ["fcos_fg_bias"], seeds=[0], iterations=2, parallel=2, progress=False,
+                          sizes=small)
+    assert again["fcos_fg_bias"]["variants"] == variants and [p.stat().st_mtime for p in finals] == mtimes
