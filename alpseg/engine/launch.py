@@ -18,7 +18,7 @@ import logging
 import os
 import sys
 from datetime import timedelta
-from typing import Any, Dict, List
+from typing import Any, Dict
 
 import torch
 from detectron2.engine import default_argument_parser, default_setup, launch
