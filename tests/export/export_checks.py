@@ -16,8 +16,8 @@ from alpseg.text.bank import PhraseBank
 
 def make_exports(trained, out, opts=()):
     """The trained model (``DefaultPredictor``; ``opts``: config overrides), 3 miniature validation
-    images, and three exports: ONNX and TorchScript (batch norms folded) with the miniature vocabulary
-    baked in, ONNX with the embeddings as an input."""
+    images, and four exports: ONNX and TorchScript (batch norms folded) with the miniature vocabulary
+    baked in, ONNX and TorchScript with the embeddings as an input."""
     cfg = load_config(trained["config"], ["MODEL.WEIGHTS", trained["weights"], "MODEL.DEVICE", "cpu", *opts])
     predictor = DefaultPredictor(cfg)
     model = predictor.model
@@ -36,6 +36,8 @@ def make_exports(trained, out, opts=()):
                                     fuse_norms=True),
         "onnx_input": export_model(model, vocab, emb, sample, str(out / "input"), "onnx", embeddings_input=True,
                                    preprocessing=pre, extra_meta={"phrase_bank": trained["bank"]}),
+        "torchscript_input": export_model(model, vocab, emb, sample, str(out / "input"), "torchscript",
+                                          embeddings_input=True, preprocessing=pre),
     }
     return {"predictor": predictor, "bank": bank, "images": images, "paths": paths, "vocab": vocab, "sample": sample}
 
@@ -95,14 +97,14 @@ def baked_case(exported, kind):
     return runtime, exported["bank"].lookup(exported["vocab"]), images
 
 
-def check_another_vocabulary(exported, undecided=0.0):
-    """The export with an embeddings input: by default the export's vocabulary (saved beside it);
-    given another vocabulary (fewer phrases, another order, a COCO name not in the export) it uses
-    it and matches PyTorch on every image (:func:`compare`)."""
-    path = exported["paths"]["onnx_input"]
+def check_another_vocabulary(exported, kind="onnx", undecided=0.0):
+    """The ``kind`` ("onnx" / "torchscript") export with an embeddings input: by default the export's
+    vocabulary (saved beside it); given another vocabulary (fewer phrases, another order, a COCO name
+    not in the export) it uses it and matches PyTorch on every image (:func:`compare`)."""
+    path = exported["paths"][f"{kind}_input"]
     meta = load_sidecar(path)
     assert meta["inputs"] == ["image", "phrase_embeddings"] and meta["vocabulary"] == exported["vocab"]
-    runtime = OnnxPredictor(path, num_threads=1)
+    runtime = OnnxPredictor(path, num_threads=1) if kind == "onnx" else TorchScriptPredictor(path)
     np.testing.assert_array_equal(runtime.embeddings, exported["bank"].lookup(exported["vocab"]).numpy())
     other = [exported["vocab"][3], "person", exported["vocab"][0]]
     emb = exported["bank"].lookup(other)

@@ -35,8 +35,9 @@ def test_baked_vocabulary_matches_pytorch(exported, kind):
 
 
 @pytest.mark.timeout(900)
-def test_another_vocabulary_as_input_matches_pytorch(exported):
-    check_another_vocabulary(exported)
+@pytest.mark.parametrize("kind", ["onnx", "torchscript"])
+def test_another_vocabulary_as_input_matches_pytorch(exported, kind):
+    check_another_vocabulary(exported, kind)
 
 
 def test_a_vocabulary_without_detections_gives_empty_outputs(exported):
