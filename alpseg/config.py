@@ -131,6 +131,9 @@ def add_alpseg_config(cfg: _D2CfgNode) -> None:
     # ---------------- Mask R-CNN* (section 4, "Baseline") ----------------
     cfg.MODEL.MASK_RCNN_STAR = C()
     cfg.MODEL.MASK_RCNN_STAR.IMAGE_LABEL_LOSS_WEIGHT = 0.1  # weight of the Detic-style image-label loss
+    # include the background logit in that loss's softmax (target 0 there); the paper scores "all phrase
+    # embeddings in the batch", so the default leaves it out, as Detic does (docs/mask_rcnn_star.md)
+    cfg.MODEL.MASK_RCNN_STAR.IMAGE_LABEL_BACKGROUND = False
     cfg.MODEL.MASK_RCNN_STAR.ALP_SUPERVISION = "boxes"  # how ALPs train: "boxes", "image_labels" or "none"
     cfg.MODEL.MASK_RCNN_STAR.SCORE_CALIBRATION = True  # score = sqrt(class prob * RPN objectness prob)
     # The background weight is MODEL.OPEN_VOCAB.BG_ALPHA for both models (Base-MaskRCNNStar.yaml sets it).

@@ -51,6 +51,10 @@ ABLATIONS: Dict[str, Ablation] = {
         (("one EMA per batch kind (default)", ()),
          ("one EMA shared by all batches", ("MODEL.FCOS_MO.ALP_NORMALIZERS", "False"))),
         "docs/fcos_mo.md"),
+    "fcos_hourglass_width": Ablation(
+        "Hourglass-20 mask head width (the paper gives none; 128 at full size, 32 in the demo)", _FCOS_ALP,
+        (("demo width 32 (default)", ()), ("width 64", ("MODEL.ROI_MASK_HEAD.HOURGLASS_WIDTH", "64"))),
+        "docs/fcos_mo.md"),
     "coco_merge": Ablation(
         "COCO setups: masks and LocNar-COCO ALPs of the same images, alternated or merged per image",
         "configs/demo/fcos_mo_coco_vocmasks.yaml",
@@ -61,6 +65,12 @@ ABLATIONS: Dict[str, Ablation] = {
     "mrcnn_bg_alpha": Ablation(
         "Mask R-CNN* background weight of the RoI classifier", _MRCNN_ALP,
         (("alpha 1.0 (default)", ()), ("alpha 0.1 (FCOS-MO's)", ("MODEL.OPEN_VOCAB.BG_ALPHA", "0.1"))),
+        "docs/mask_rcnn_star.md"),
+    "mrcnn_image_label_background": Ablation(
+        "Mask R-CNN* image-label loss (ALPs without boxes): phrases of the batch only, or with background",
+        "configs/demo/mask_rcnn_star_alp_noboxes.yaml",
+        (("phrases only (default)", ()),
+         ("phrases + background logit", ("MODEL.MASK_RCNN_STAR.IMAGE_LABEL_BACKGROUND", "True"))),
         "docs/mask_rcnn_star.md"),
     "mrcnn_box_quantization": Ablation(
         "Mask R-CNN* box quantization of ALP boxes", _MRCNN_ALP,

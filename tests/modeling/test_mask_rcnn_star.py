@@ -111,11 +111,15 @@ def test_largest_box_index():
 
 
 # ----------------------------------------------------------------------------------------- image labels
-def test_image_label_loss_uses_largest_proposal_and_matches_hand_computation(bank_path):
+@pytest.mark.parametrize("background", [False, True])
+def test_image_label_loss_uses_largest_proposal_and_matches_hand_computation(bank_path, background):
     """ALP-only image, K = 2 phrases: 0.1 * -(1/2 log p(sombrero) + 1/2 log p(dolphin)) of the largest
-    proposal's cosine / tau logits against the two batch phrases (background excluded)."""
+    proposal's cosine / tau logits against the two batch phrases; the zero background logit (0) joins
+    the softmax only with MODEL.MASK_RCNN_STAR.IMAGE_LABEL_BACKGROUND."""
     model = tiny_model(bank_path, mode="image_labels")
     heads = model.roi_heads
+    assert heads.image_label_background is False  # the default leaves the background out
+    heads.image_label_background = background
     pooled = []
     pooler_forward = heads.box_pooler.forward
     heads.box_pooler.forward = lambda feats, boxes: pooled.append([b.tensor.clone() for b in boxes]) or pooler_forward(feats, boxes)
@@ -145,7 +149,8 @@ def test_image_label_loss_uses_largest_proposal_and_matches_hand_computation(ban
         text = model.phrase_bank.lookup(["sombrero", "dolphin"])
         cos = [float(region @ F.normalize(text[k], dim=0)) for k in range(2)]
     tau = 0.01
-    z = [math.exp(c / tau - max(cos) / tau) for c in cos]
+    logits = [c / tau for c in cos] + ([0.0] if background else [])
+    z = [math.exp(v - max(logits)) for v in logits]
     hand = 0.1 * -(0.5 * math.log(z[0] / sum(z)) + 0.5 * math.log(z[1] / sum(z)))
     assert losses["loss_image_label"].item() == pytest.approx(hand, rel=1e-4)
 

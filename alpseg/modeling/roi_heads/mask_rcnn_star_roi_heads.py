@@ -31,7 +31,8 @@ def image_label_loss(phrase_logits: Tensor, image_phrase_ids: Sequence[Tensor]) 
 
     Args:
         phrase_logits: ``(M, K)`` logits of one region per image (the largest proposal) against the
-            ``K`` phrases of the batch, *without* the background column.
+            ``K`` phrases of the batch (by default without the background column; when it is included,
+            as the last column, its target is 0 and it only enters the softmax's normalizer).
         image_phrase_ids: ``M`` tensors, the indices of each image's distinct phrases.
 
     Returns ``mean_i  -sum_k t_ik log softmax(phrase_logits_i)_k`` with ``t_i`` = 1/K_i on the image's
@@ -68,16 +69,18 @@ class MaskRCNNStarROIHeads(StandardROIHeads):
     """
 
     @configurable
-    def __init__(self, *, image_label_loss_weight: float = 0.1, **kwargs):
+    def __init__(self, *, image_label_loss_weight: float = 0.1, image_label_background: bool = False, **kwargs):
         kwargs["num_classes"] = 1
         super().__init__(**kwargs)
         self.image_label_loss_weight = float(image_label_loss_weight)
+        self.image_label_background = bool(image_label_background)
         self.test_phrase_embeddings: Optional[Tensor] = None
 
     @classmethod
     def from_config(cls, cfg, input_shape):
         ret = super().from_config(cfg, input_shape)
         ret["image_label_loss_weight"] = cfg.MODEL.MASK_RCNN_STAR.IMAGE_LABEL_LOSS_WEIGHT
+        ret["image_label_background"] = cfg.MODEL.MASK_RCNN_STAR.IMAGE_LABEL_BACKGROUND
         return ret
 
     @classmethod
@@ -140,8 +143,9 @@ class MaskRCNNStarROIHeads(StandardROIHeads):
         box_features = self.box_head(self.box_pooler([features[f] for f in self.box_in_features], boxes))
         logits, deltas = self.box_predictor(box_features, phrase_embeddings)
         losses = self.box_predictor.losses((logits[~is_largest], deltas[~is_largest]), sampled)
+        region_logits = logits[is_largest] if self.image_label_background else logits[is_largest, :-1]
         losses["loss_image_label"] = self.image_label_loss_weight * image_label_loss(
-            logits[is_largest, :-1], [image_label_ids[i] for i in labelled]
+            region_logits, [image_label_ids[i] for i in labelled]
         )
         losses.update(self._mask_losses_on_gt(features, [t if s else t[:0] for t, s in zip(targets, box_supervised)]))
         return sampled, losses
