@@ -64,7 +64,7 @@ ABLATIONS: Dict[str, Ablation] = {
         "docs/fcos_mo.md"),
     "mrcnn_bg_alpha": Ablation(
         "Mask R-CNN* background weight of the RoI classifier", _MRCNN_ALP,
-        (("alpha 1.0 (default)", ()), ("alpha 0.1 (FCOS-MO's)", ("MODEL.OPEN_VOCAB.BG_ALPHA", "0.1"))),
+        (("alpha 0.1 (FCOS-MO's, default)", ()), ("alpha 1.0 (plain cross-entropy)", ("MODEL.OPEN_VOCAB.BG_ALPHA", "1.0"))),
         "docs/mask_rcnn_star.md"),
     "mrcnn_image_label_background": Ablation(
         "Mask R-CNN* image-label loss (ALPs without boxes): phrases of the batch only, or with background",
@@ -78,9 +78,9 @@ ABLATIONS: Dict[str, Ablation] = {
         "docs/mask_rcnn_star.md"),
     "mrcnn_box_head_norm": Ablation(
         "Mask R-CNN* box head", _MRCNN_ALP,
-        (("2 fc, no norm (default)", ()),
-         ("4 conv + 1 fc with SyncBN", ("MODEL.ROI_BOX_HEAD.NUM_CONV", "4", "MODEL.ROI_BOX_HEAD.NUM_FC", "1",
-                                        "MODEL.ROI_BOX_HEAD.NORM", "SyncBN"))),
+        (("4 conv + 1 fc, synchronized BN (paper, default)", ()),
+         ("2 fc, no norm (detectron2's standard)", ("MODEL.ROI_BOX_HEAD.NUM_CONV", "0", "MODEL.ROI_BOX_HEAD.NUM_FC", "2",
+                                                   "MODEL.ROI_BOX_HEAD.NORM", ""))),
         "docs/mask_rcnn_star.md"),
 }
 

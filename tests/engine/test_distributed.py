@@ -136,6 +136,9 @@ def test_mask_rcnn_star_two_processes_match_one(phrase_bank, tiny_opts, tmp_path
         "MODEL.RPN.BATCH_SIZE_PER_IMAGE", "100000", "MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE", "10000",
         "MODEL.ROI_HEADS.POSITIVE_FRACTION", "1.0", "MODEL.RPN.POST_NMS_TOPK_TRAIN", "20",
         "MODEL.ROI_HEADS.PROPOSAL_APPEND_GT", "False",
+        # batch-independent box-head norm too: detectron2's naiveSyncBN_N (the shipped head's) keeps a
+        # biased running variance across processes but BatchNorm's unbiased one in a single process
+        "MODEL.ROI_BOX_HEAD.NORM", "GN",
     ]
     root = os.environ["DETECTRON2_DATASETS"]
     _train("mask_rcnn_star_coco_oid_noboxes.yaml", 1, str(tmp_path / "one"), opts, root)
