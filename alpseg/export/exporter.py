@@ -46,7 +46,7 @@ from torch import Tensor
 
 from detectron2.export import TracingAdapter
 
-from ..utils.io import atomic_write_json
+from ..utils.io import atomic_open, atomic_write_json
 from .fuse import fuse_conv_bn_
 
 __all__ = [
@@ -251,8 +251,8 @@ def export_model(
     }
     if embeddings_input:
         emb_path = os.path.join(output_dir, "phrase_embeddings.npy")
-        np.save(emb_path + ".tmp.npy", embeddings.numpy())
-        os.replace(emb_path + ".tmp.npy", emb_path)
+        with atomic_open(emb_path, "wb") as f:
+            np.save(f, embeddings.numpy())
         meta["default_embeddings"] = os.path.basename(emb_path)
     atomic_write_json(sidecar_path(path), meta, indent=2)
     logger.info("exported %s (%d phrases) to %s", type(model).__name__, len(phrases), path)
