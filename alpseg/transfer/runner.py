@@ -22,6 +22,7 @@ from collections import OrderedDict
 from typing import Any, Dict, Optional, Sequence
 
 from alpseg.utils.io import atomic_write, json_safe, write_json
+from alpseg.utils.run_cache import move_aside
 
 from .checkpoints import convert_checkpoint, save_detectron2_pkl
 from .images import weights_fingerprint
@@ -57,14 +58,6 @@ def _same(stored: Optional[Dict[str, Any]], state: Dict[str, Any]) -> bool:
     return stored is not None and all(stored.get(k) == v for k, v in state.items())
 
 
-def _move_aside(task_dir: str) -> str:
-    k = 1
-    while os.path.exists(f"{task_dir}.stale-{k}"):
-        k += 1
-    os.replace(task_dir, f"{task_dir}.stale-{k}")
-    return f"{task_dir}.stale-{k}"
-
-
 def _finished(task_dir: str, state: Dict[str, Any]) -> Optional[Dict[str, Any]]:
     """The task's stored result when its folder and its result were both made with ``state``."""
     if not _same(_read_json(os.path.join(task_dir, STATE_FILE)), state):
@@ -77,7 +70,7 @@ def _prepare(task_dir: str, state: Dict[str, Any], name: str) -> None:
     """Make ``task_dir`` hold only outputs made with ``state`` (others moved aside), without a result."""
     if os.path.isdir(task_dir) and os.listdir(task_dir):
         if not _same(_read_json(os.path.join(task_dir, STATE_FILE)), state):
-            moved = _move_aside(task_dir)
+            moved = move_aside(task_dir)
             logger.info("[%s] %s was made with another backbone, arch or settings: moved to %s, starting fresh",
                         name, task_dir, moved)
         elif os.path.exists(os.path.join(task_dir, RESULT_FILE)):

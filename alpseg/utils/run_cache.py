@@ -17,7 +17,7 @@ from typing import Any, Dict
 
 from .io import atomic_write_json, json_safe
 
-__all__ = ["FINGERPRINT_FILE", "file_digest", "prepare_run_folder"]
+__all__ = ["FINGERPRINT_FILE", "file_digest", "move_aside", "prepare_run_folder"]
 
 logger = logging.getLogger(__name__)
 
@@ -41,7 +41,8 @@ def _read_fingerprint(folder: str) -> Any:
         return None
 
 
-def _set_aside(folder: str) -> str:
+def move_aside(folder: str) -> str:
+    """Rename ``folder`` to the first free ``<folder>.stale-<n>`` (nothing is deleted); returns that path."""
     for n in range(1, 10000):
         target = f"{folder}.stale-{n}"
         if not os.path.exists(target):
@@ -64,7 +65,7 @@ def prepare_run_folder(folder: str, fingerprint: Dict[str, Any], done_file: str 
         found = _read_fingerprint(folder)
         if found == wanted:
             return os.path.isfile(os.path.join(folder, done_file))
-        moved = _set_aside(folder)
+        moved = move_aside(folder)
         logger.warning("%s was made from other inputs (%s); moved it to %s and starting this run afresh",
                        folder, "no fingerprint" if found is None else "another config, bank or data", moved)
     os.makedirs(folder, exist_ok=True)
