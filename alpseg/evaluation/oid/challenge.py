@@ -342,6 +342,84 @@ def match_class(det_scores: np.ndarray, det_masks: List[RLE], det_boxes: np.ndar
     return out_scores, out_tp
 
 
+def _match_image(classes: np.ndarray, scores: np.ndarray, masks: List[RLE], boxes: np.ndarray, gt: PreparedImage,
+                 group_of_weight: float, iou_threshold: float) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`match_class` for every class of one image at once: (classes, scores, TP weights).
+
+    The same four steps on (detections x all GT of the image) matrices in which the pairs of different
+    classes (or of a GT kind a step does not use) hold -1, so that a row's maximum and its first
+    arg-maximum are those of its class's columns, which keep the GT order; a GT belongs to one class, so
+    the greedy "first detection takes a free GT" of different classes cannot interfere. Detections are
+    sorted once by descending score (ties: the later first), which is also each class's own order. All
+    mask pairs of the image go through one pycocotools call (IoU for non-group-of GT, IoA for group-of),
+    and only pairs of one class whose extents meet are used. The output is ordered as
+    :func:`evaluate_image` concatenates :func:`match_class` results: by class, then the class's kept
+    detections in score order, then its absorbing group-of GT in GT order.
+    """
+    order = np.argsort(scores, kind="stable")[::-1]
+    cls, sc, bx = classes[order], np.asarray(scores, dtype=np.float64)[order], boxes[order]
+    n = cls.shape[0]
+    has_mask = np.fromiter((m is not None for m in gt.masks), dtype=bool, count=len(gt.masks))
+    group = gt.is_group_of
+    same = cls[:, None] == gt.labels[None, :]
+    tp = np.zeros(n, dtype=bool)
+    removed = np.zeros(n, dtype=bool)  # absorbed by group-of, or ignored by a mask-less box
+    rows_all = np.arange(n)
+    top = np.zeros(len(gt.masks), dtype=np.float64)  # highest absorbed score per group-of GT
+    extra = np.zeros(0, dtype=np.int64)  # group-of GT that score a TP of weight group_of_weight
+
+    masked = same & has_mask[None, :]
+    if masked.any():
+        overlap = np.where(masked, 0.0, -1.0)
+        need = masked
+        if gt.mask_boxes is not None:  # pairs whose extents do not meet share no pixel: exactly 0
+            mb = gt.mask_boxes
+            need = masked & ((np.maximum(bx[:, None, 0], mb[None, :, 0]) < np.minimum(bx[:, None, 2], mb[None, :, 2]))
+                             & (np.maximum(bx[:, None, 1], mb[None, :, 1]) < np.minimum(bx[:, None, 3], mb[None, :, 3])))
+        rows, cols = np.flatnonzero(need.any(axis=1)), np.flatnonzero(need.any(axis=0))
+        if rows.size:
+            block = rle_iou([masks[order[i]] for i in rows], [gt.masks[j] for j in cols], crowd=group[cols])
+            sub = need[np.ix_(rows, cols)]
+            r, c = np.nonzero(sub)
+            overlap[rows[r], cols[c]] = block[r, c]
+        # (1) masked, non-group-of GT: mask IoU; the first detection of a GT whose best it is takes it
+        step = masked & ~group[None, :]
+        if step.any():
+            tp, _ = _greedy_free_match(np.where(step, overlap, -1.0), step.any(axis=1), iou_threshold)
+        # (2) masked group-of GT: mask IoA; absorbed detections are ignored, each group-of GT scores once
+        step = masked & group[None, :]
+        if step.any():
+            ioa = np.where(step, overlap, -1.0)
+            best = np.argmax(ioa, axis=1)
+            absorbed = ~tp & step.any(axis=1) & (ioa[rows_all, best] >= iou_threshold)
+            removed |= absorbed
+            if group_of_weight > 0 and absorbed.any():
+                np.maximum.at(top, best[absorbed], sc[absorbed])
+                extra = np.flatnonzero(top > 0)
+    boxless = same & ~has_mask[None, :]
+    if boxless.any():
+        # (3) mask-less non-group-of GT boxes: box IoU; a match with a free box is ignored
+        step = boxless & ~group[None, :]
+        if step.any():
+            iou = np.where(step, _box_iou(bx, gt.boxes), -1.0)
+            ignored, _ = _greedy_free_match(iou, ~tp & ~removed & step.any(axis=1), iou_threshold)
+            removed |= ignored
+        # (4) mask-less group-of GT boxes: box IoA; matches are ignored
+        step = boxless & group[None, :]
+        if step.any():
+            ioa = np.where(step, _box_ioa(bx, gt.boxes), -1.0)
+            removed |= ~tp & ~removed & step.any(axis=1) & (ioa.max(axis=1) >= iou_threshold)
+
+    keep = np.flatnonzero(~removed)
+    out_c = np.concatenate([cls[keep], gt.labels[extra]])
+    out_s = np.concatenate([sc[keep], top[extra]])
+    out_t = np.concatenate([tp[keep].astype(np.float64), np.full(extra.size, float(group_of_weight))])
+    kind = np.concatenate([np.zeros(keep.size, np.int64), np.ones(extra.size, np.int64)])
+    pos = np.concatenate([keep, extra])
+    by = np.lexsort((pos, kind, out_c))
+    return out_c[by], out_s[by], out_t[by]
+
+
 @dataclass
 class ImageResult:
     classes: np.ndarray  # (K,) int64
@@ -392,27 +470,19 @@ def evaluate_image(gt: Optional[PreparedImage], preds: ImagePredictions, class_i
     boxes = rle_extents_normalized(masks)
     valid = (boxes[:, 0] < boxes[:, 2]) & (boxes[:, 1] < boxes[:, 3])  # TF drops "invalid boxes": empty masks
     skipped["predictions_with_empty_masks"] += int((~valid).sum())
-    if gt.size is not None:
-        for i in np.flatnonzero(valid):
-            if tuple(masks[i]["size"]) != gt.size:
-                raise ValueError(
-                    f"image {image_id}: a predicted mask is {tuple(masks[i]['size'])} (height, width) but the "
-                    f"GT masks are {gt.size}; predictions must be encoded at the original image size")
-    scores = preds.scores[keep]
-
-    out_c, out_s, out_t = [], [], []
-    for c in np.unique(classes[valid]):
-        d = np.flatnonzero(valid & (classes == c))
-        g = np.flatnonzero(gt.labels == c)
-        s, t = match_class(scores[d], [masks[i] for i in d], boxes[d], [gt.masks[j] for j in g],
-                           gt.boxes[g], gt.is_group_of[g], group_of_weight, iou_threshold,
-                           None if gt.mask_boxes is None else gt.mask_boxes[g])
-        out_c.append(np.full(s.shape[0], c, dtype=np.int64))
-        out_s.append(s)
-        out_t.append(t)
-    if not out_c:
+    if gt.size is not None and valid.any():
+        sizes = np.array([m["size"] for m in masks], dtype=np.int64).reshape(-1, 2)
+        wrong = np.flatnonzero(valid & ((sizes[:, 0] != gt.size[0]) | (sizes[:, 1] != gt.size[1])))
+        if wrong.size:
+            raise ValueError(
+                f"image {image_id}: a predicted mask is {tuple(sizes[wrong[0]].tolist())} (height, width) but "
+                f"the GT masks are {gt.size}; predictions must be encoded at the original image size")
+    if not valid.any():
         return _empty_result(skipped)
-    return ImageResult(np.concatenate(out_c), np.concatenate(out_s), np.concatenate(out_t), skipped)
+    d = np.flatnonzero(valid)
+    out_c, out_s, out_t = _match_image(classes[d], preds.scores[keep[d]], [masks[i] for i in d], boxes[d], gt,
+                                       group_of_weight, iou_threshold)
+    return ImageResult(out_c, out_s, out_t, skipped)
 
 
 # ----------------------------------------------------------------------------------------------------

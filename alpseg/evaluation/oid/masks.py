@@ -110,21 +110,21 @@ def rle_totals(counts_list: Sequence[bytes]) -> np.ndarray:
     run; totals that merely disagree with the image size are the caller's to judge.
     """
     k = len(counts_list)
-    lens = np.fromiter((len(c) for c in counts_list), dtype=np.int64, count=k)
+    lens = np.fromiter(map(len, counts_list), dtype=np.int64, count=k)
     totals = np.zeros(k, dtype=np.int64)
     if k == 0 or lens.sum() == 0:
         return totals
     raw = np.frombuffer(b"".join(counts_list), dtype=np.uint8)
     string_starts = np.cumsum(lens) - lens
-    nonempty = lens > 0
-    string_ends = (string_starts + lens - 1)[nonempty]
+    nonempty = np.flatnonzero(lens > 0)
+    string_ends = string_starts[nonempty] + lens[nonempty] - 1
     bad = np.zeros(k, dtype=bool)
     out_of_alphabet = (raw < 48) | (raw > 111)
     if out_of_alphabet.any():
         bad[np.searchsorted(string_starts, np.flatnonzero(out_of_alphabet), side="right") - 1] = True
     c = raw - np.uint8(48)
     term = (c & 0x20) == 0
-    bad[np.flatnonzero(nonempty)[~term[string_ends]]] = True  # truncated last run
+    bad[nonempty[~term[string_ends]]] = True  # truncated last run
     term[string_ends] = True  # never let a run continue into the next string
     ends = np.flatnonzero(term)
     starts = np.empty_like(ends)
@@ -134,19 +134,21 @@ def rle_totals(counts_list: Sequence[bytes]) -> np.ndarray:
     longest = int(run_len.max())
     if longest > 12:
         bad[np.searchsorted(string_starts, starts[run_len > 12], side="right") - 1] = True
+    # 5-bit groups, least significant first; runs of j+1 bytes or more get their j-th group (rare past 2)
     vals = (c[starts] & 0x1F).astype(np.int64)
+    sel = np.arange(ends.size)
     for j in range(1, min(longest, 12)):
-        sel = np.flatnonzero(run_len > j)
+        sel = sel[run_len[sel] > j]
         vals[sel] |= (c[starts[sel] + j] & 0x1F).astype(np.int64) << (5 * j)
-    negative = (c[ends] & 0x10) != 0
-    vals[negative] -= np.left_shift(np.int64(1), 5 * np.minimum(run_len[negative], 12))
-    runs_per_string = np.zeros(k, dtype=np.int64)
-    runs_per_string[nonempty] = np.add.reduceat(term, string_starts[nonempty])
-    first_run = np.cumsum(runs_per_string) - runs_per_string
-    run_owner = np.repeat(np.arange(k), runs_per_string)
-    m = np.arange(vals.size) - first_run[run_owner]
-    weight = np.where(m == 0, 1, (runs_per_string[run_owner] - 1 - m) // 2 + 1)
-    totals = np.rint(np.bincount(run_owner, weights=vals * weight, minlength=k)).astype(np.int64)
+    # bit 0x10 of the last group = negative: subtract 2^(5 * bytes), written as 16 << (5 * bytes - 4)
+    vals -= (c[ends] & 0x10).astype(np.int64) << (5 * np.minimum(run_len, 12) - 4)
+    # run m >= 1 of a string of R runs counts (R - m + 1) // 2 times (itself and every later run of its
+    # parity: a stored difference); run 0 once. R - m = (index one past the string's last run) - index
+    first_run = np.searchsorted(ends, string_starts[nonempty], side="left")
+    past_last = np.searchsorted(ends, string_ends, side="right")
+    weight = (np.repeat(past_last, past_last - first_run) - np.arange(ends.size) + 1) >> 1
+    weight[first_run] = 1
+    totals[nonempty] = np.add.reduceat(vals * weight, first_run)
     totals[bad] = -1
     return totals
 
@@ -177,14 +179,18 @@ def rle_extents_normalized(rles: Sequence[RLE]) -> np.ndarray:
                      (xywh[:, 1] + xywh[:, 3]) / h], axis=1)
 
 
-def rle_iou(dets: List[RLE], gts: List[RLE], crowd: bool) -> np.ndarray:
+def rle_iou(dets: List[RLE], gts: List[RLE], crowd) -> np.ndarray:
     """(len(dets), len(gts)) mask IoU; with ``crowd`` the intersection over the *detection's* area.
 
     pycocotools' crowd flag divides by the area of the first argument, which is exactly the TF
-    ``ioa(groundtruth, detection)`` used for group-of masks. Sizes must have been checked by the
-    caller: pycocotools silently returns 0 for masks of different sizes.
+    ``ioa(groundtruth, detection)`` used for group-of masks. ``crowd`` is one flag for all GT columns
+    or one per GT column (IoU and IoA of one image's GT in one call, each string decoded once). Sizes
+    must have been checked by the caller: pycocotools silently returns 0 for masks of different sizes.
     """
     if not dets or not gts:
         return np.zeros((len(dets), len(gts)), dtype=np.float64)
-    out = mask_utils.iou(dets, gts, [int(crowd)] * len(gts))
+    flags = [int(crowd)] * len(gts) if np.ndim(crowd) == 0 else [int(c) for c in crowd]
+    if len(flags) != len(gts):
+        raise ValueError(f"rle_iou: {len(flags)} crowd flags for {len(gts)} GT masks")
+    out = mask_utils.iou(dets, gts, flags)
     return np.asarray(out, dtype=np.float64).reshape(len(dets), len(gts))
