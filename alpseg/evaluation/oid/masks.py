@@ -74,28 +74,35 @@ def decode_challenge_masks(texts: Sequence[str], widths: Sequence[int], heights:
     predictions file affordable; pycocotools itself does not check that the runs of an RLE cover
     exactly ``width * height`` pixels, and its IoU can loop forever on one that does not.
     """
-    rles: List[Optional[RLE]] = []
-    errors: List[Optional[str]] = []
+    n = len(texts)
+    errors: List[Optional[str]] = [None] * n
     counts_list: List[bytes] = []
-    for text, w, h in zip(texts, widths, heights):
-        try:
-            counts = zlib.decompress(base64.b64decode(text, validate=False))
-            err = None
+    append = counts_list.append
+    failed = []
+    for i, text in enumerate(texts):
+        try:  # = base64.b64decode(text, validate=False), without its per-call type checks
+            append(zlib.decompress(binascii.a2b_base64(text)))
         except (binascii.Error, zlib.error, ValueError) as e:
-            counts, err = b"", f"not a base64(zlib(RLE)) challenge mask: {e}"
-        counts_list.append(counts)
-        errors.append(err)
-        rles.append(None if err else {"size": [int(h), int(w)], "counts": counts})
-    totals = np.concatenate([rle_totals(counts_list[i:i + _BATCH]) for i in range(0, len(counts_list), _BATCH)]
+            append(b"")
+            errors[i] = f"not a base64(zlib(RLE)) challenge mask: {e}"
+            failed.append(i)
+    widths = [int(w) for w in widths]
+    heights = [int(h) for h in heights]
+    totals = np.concatenate([rle_totals(counts_list[i:i + _BATCH]) for i in range(0, n, _BATCH)]
                             or [np.zeros(0, dtype=np.int64)])
-    for i, (w, h) in enumerate(zip(widths, heights)):
+    rles: List[Optional[RLE]] = [{"size": [h, w], "counts": c} for c, w, h in zip(counts_list, widths, heights)]
+    expected = np.asarray(widths, dtype=np.int64) * np.asarray(heights, dtype=np.int64)
+    for i in np.flatnonzero(totals != expected).tolist():
+        w, h = widths[i], heights[i]
+        rles[i] = None
         if errors[i]:
             continue
         if totals[i] < 0:
-            errors[i], rles[i] = "corrupt RLE counts in challenge mask", None
-        elif totals[i] != int(w) * int(h):
-            errors[i], rles[i] = (f"mask RLE covers {totals[i]} pixels but ImageWidth x ImageHeight is "
-                                  f"{int(w)} x {int(h)} = {int(w) * int(h)}"), None
+            errors[i] = "corrupt RLE counts in challenge mask"
+        else:
+            errors[i] = f"mask RLE covers {totals[i]} pixels but ImageWidth x ImageHeight is {w} x {h} = {w * h}"
+    for i in failed:
+        rles[i] = None
     return rles, errors
 
 
@@ -104,10 +111,16 @@ def rle_totals(counts_list: Sequence[bytes]) -> np.ndarray:
 
     pycocotools' string format: each run is a little-endian sequence of 5-bit groups (bit 0x20 =
     "more groups follow", bit 0x10 of the last group = sign), offset by 48; from the fourth run on,
-    the stored value is the difference to the run two places before. All strings are decoded together,
-    and the sum uses the fact that a stored difference at run m counts once for every later run of
-    the same parity. Corrupt = a byte outside the alphabet, a truncated last run, or an absurdly long
-    run; totals that merely disagree with the image size are the caller's to judge.
+    the stored value is the difference to the run two places before. Corrupt = a byte outside the
+    alphabet, a truncated last run, or a run of more than 7 groups (pycocotools keeps 32-bit runs);
+    totals that merely disagree with the image size are the caller's to judge.
+
+    All strings are decoded together, byte by byte, without materializing their runs: byte b of run m
+    holds the signed value ``v_b = group_b * 32^pos_b`` (the last group sign-extended), so that run
+    m's stored value is the sum of its bytes' values; run m >= 1 of a string of R runs counts
+    ``(R + 1 - m) // 2`` times in the total (itself and each later run of its parity: a stored
+    difference), run 0 once. With ``p_m = (R + 1 - m) mod 2`` that weight is ``(R + 1 - m - p_m) / 2``,
+    so the total needs only the per-string sums of v, m * v and v over odd m.
     """
     k = len(counts_list)
     lens = np.fromiter(map(len, counts_list), dtype=np.int64, count=k)
@@ -117,38 +130,45 @@ def rle_totals(counts_list: Sequence[bytes]) -> np.ndarray:
     raw = np.frombuffer(b"".join(counts_list), dtype=np.uint8)
     string_starts = np.cumsum(lens) - lens
     nonempty = np.flatnonzero(lens > 0)
-    string_ends = string_starts[nonempty] + lens[nonempty] - 1
+    first_byte = string_starts[nonempty]
+    last_byte = first_byte + lens[nonempty] - 1
     bad = np.zeros(k, dtype=bool)
     out_of_alphabet = (raw < 48) | (raw > 111)
     if out_of_alphabet.any():
         bad[np.searchsorted(string_starts, np.flatnonzero(out_of_alphabet), side="right") - 1] = True
     c = raw - np.uint8(48)
     term = (c & 0x20) == 0
-    bad[nonempty[~term[string_ends]]] = True  # truncated last run
-    term[string_ends] = True  # never let a run continue into the next string
+    bad[nonempty[~term[last_byte]]] = True  # truncated last run
+    term[last_byte] = True  # never let a run continue into the next string
+    # pos: groups before this byte in its run (its 5-bit shift); a run never crosses a string end
+    pos = np.zeros(raw.size, dtype=np.uint8)
+    level = np.zeros(raw.size, dtype=bool)
+    level[1:] = ~term[:-1]
+    j = 0
+    while level.any():
+        j += 1
+        if j == 7:  # an 8th group: more than 35 bits, no pycocotools run
+            bad[np.searchsorted(string_starts, np.flatnonzero(level), side="right") - 1] = True
+            break
+        pos += level
+        nxt = np.zeros(raw.size, dtype=bool)
+        nxt[1:] = level[:-1] & ~term[:-1]
+        level = nxt
+    group = (c & 0x1F).astype(np.int64)
+    group -= ((c & 0x10) & (term.view(np.uint8) << 4)).astype(np.int64) << 1  # last group: sign-extended
+    v = group << (np.uint8(5) * pos).astype(np.int64)
+    m = np.cumsum(term) - term  # global run index of each byte
     ends = np.flatnonzero(term)
-    starts = np.empty_like(ends)
-    starts[0] = 0
-    starts[1:] = ends[:-1] + 1
-    run_len = ends - starts + 1
-    longest = int(run_len.max())
-    if longest > 12:
-        bad[np.searchsorted(string_starts, starts[run_len > 12], side="right") - 1] = True
-    # 5-bit groups, least significant first; runs of j+1 bytes or more get their j-th group (rare past 2)
-    vals = (c[starts] & 0x1F).astype(np.int64)
-    sel = np.arange(ends.size)
-    for j in range(1, min(longest, 12)):
-        sel = sel[run_len[sel] > j]
-        vals[sel] |= (c[starts[sel] + j] & 0x1F).astype(np.int64) << (5 * j)
-    # bit 0x10 of the last group = negative: subtract 2^(5 * bytes), written as 16 << (5 * bytes - 4)
-    vals -= (c[ends] & 0x10).astype(np.int64) << (5 * np.minimum(run_len, 12) - 4)
-    # run m >= 1 of a string of R runs counts (R - m + 1) // 2 times (itself and every later run of its
-    # parity: a stored difference); run 0 once. R - m = (index one past the string's last run) - index
-    first_run = np.searchsorted(ends, string_starts[nonempty], side="left")
-    past_last = np.searchsorted(ends, string_ends, side="right")
-    weight = (np.repeat(past_last, past_last - first_run) - np.arange(ends.size) + 1) >> 1
-    weight[first_run] = 1
-    totals[nonempty] = np.add.reduceat(vals * weight, first_run)
+    first_run = np.searchsorted(ends, first_byte, side="left")  # global index of each string's run 0
+    runs = np.searchsorted(ends, last_byte, side="right") - first_run
+    s_v = np.add.reduceat(v, first_byte)
+    s_mv = np.add.reduceat(m * v, first_byte) - first_run * s_v  # local run index (int64 wraps consistently)
+    s_odd = np.add.reduceat((m & 1) * v, first_byte)
+    s_odd = np.where(first_run & 1, s_v - s_odd, s_odd)  # odd local index
+    cv = np.cumsum(v)
+    val0 = cv[ends[first_run]] - cv[first_byte] + v[first_byte]
+    p_sum = np.where((runs + 1) & 1, s_v - s_odd, s_odd)  # sum of v over runs with (R + 1 - m) odd
+    totals[nonempty] = ((runs + 1) * s_v - s_mv - p_sum) // 2 - val0 * (((runs + 1) >> 1) - 1)
     totals[bad] = -1
     return totals
 
