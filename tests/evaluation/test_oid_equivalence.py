@@ -145,3 +145,63 @@ def test_equals_straightforward_implementation_through_csv_files(seed, tmp_path)
                                         max_predictions_per_image=p["max_per_image"], num_workers=1,
                                         progress=False)
     _compare(ours, ref)
+
+
+def crowded_case(seed):
+    """One image with over 255 GT masks and predictions (pycocotools' 255-element limits), four
+    classes mixing masked, mask-less, group-of and empty GT, masks on all four image borders, and
+    detections near GT, on borders, empty, and far away."""
+    rng = np.random.default_rng(seed)
+    h, w = 24, 30
+    classes = FLAT
+    gt_boxes, gt_masks, preds, objs = [], [], [], []
+    for k in range(280):
+        label = classes[k % 4]
+        m = _blob(rng, h, w)
+        side = k % 5
+        if side == 0:
+            m[0, :] = 1
+        elif side == 1:
+            m[-1, rng.integers(w):] = 1
+        elif side == 2:
+            m[:, 0] = 1
+        elif side == 3:
+            m[rng.integers(h):, -1] = 1
+        if k % 23 == 0:
+            m[:] = 0  # an empty GT mask is mask-less
+        group = int(rng.random() < 0.2)
+        xmin, xmax, ymin, ymax = box_of(m) if m.any() else (0.1, 0.4, 0.2, 0.5)
+        row = {"image": "big", "label": label, "xmin": xmin, "xmax": xmax, "ymin": ymin, "ymax": ymax, "group": group}
+        gt_boxes.append(dict(row))
+        if k % 7 != 0:  # every 7th object has a box only
+            gt_masks.append(dict(row, mask=m))
+        objs.append((label, m))
+    for k in range(300):
+        r = rng.random()
+        if r < 0.5:
+            label, m = objs[rng.integers(len(objs))]
+            m = _shifted(rng, m) if m.any() else _blob(rng, h, w)
+        elif r < 0.6:
+            label, m = classes[rng.integers(4)], np.zeros((h, w), np.uint8)
+            m[:, -1] = 1  # a border strip
+        elif r < 0.65:
+            label, m = classes[rng.integers(4)], np.zeros((h, w), np.uint8)
+        else:
+            label, m = classes[rng.integers(4)], _blob(rng, h, w)
+        preds.append({"image": "big", "label": label, "score": float(rng.integers(1, 20)) / 20, "mask": m})
+    labels = [{"image": "big", "label": c, "conf": 1} for c in classes]
+    return gt_boxes, gt_masks, labels, preds
+
+
+@pytest.mark.parametrize("seed", range(3))
+@pytest.mark.parametrize("group_of_weight", [0.0, 1.0])
+def test_equals_straightforward_implementation_on_a_crowded_image(seed, group_of_weight):
+    gt_boxes, gt_masks, gt_labels, preds = crowded_case(seed)
+    ref = oid_reference.evaluate(gt_boxes, gt_masks, gt_labels, preds, classes=FLAT,
+                                 group_of_weight=group_of_weight, max_per_image=None)
+    ours = evaluate_oid_challenge(to_challenge_gt(gt_boxes, gt_masks, gt_labels), to_predictions(preds),
+                                  group_of_weight=group_of_weight, class_mids=FLAT, max_predictions_per_image=None,
+                                  num_workers=1, progress=False)
+    _compare(ours, ref)
+    assert ours["skipped"]["predictions_with_empty_masks"] > 0
+    assert all(0.0 < ap < 1.0 for ap in ref["per_class"].values())  # a case with TPs and FPs in every class

@@ -50,7 +50,7 @@ from .io import (
     read_class_list,
     read_ground_truth_csvs,
 )
-from .masks import RLE, decode_challenge_masks, rle_areas, rle_extents_normalized, rle_iou
+from .masks import RLE, decode_challenge_masks, rle_areas, rle_extents_normalized, rle_has_extent, rle_iou
 
 __all__ = [
     "PreparedImage",
@@ -413,8 +413,19 @@ def evaluate_image(gt: Optional[PreparedImage], preds: ImagePredictions, class_i
     skipped["predictions_not_evaluatable_in_image"] += int((~evaluatable & ~unknown).sum())
     keep, classes = keep[evaluatable], classes[evaluatable]
     masks = [preds.masks[i] for i in keep]
-    boxes = rle_extents_normalized(masks)
-    valid = (boxes[:, 0] < boxes[:, 2]) & (boxes[:, 1] < boxes[:, 3])  # TF drops "invalid boxes": empty masks
+    # TF drops "invalid boxes" (empty masks). Extents are only used against GT of the detection's class:
+    # classes with no GT row in the image (image-level labels only) just need the validity, without decoding
+    gt_classes = np.unique(gt.labels)
+    at = np.minimum(np.searchsorted(gt_classes, classes), max(gt_classes.size - 1, 0))
+    with_rows = gt_classes[at] == classes if gt_classes.size else np.zeros(classes.size, dtype=bool)
+    boxes = np.zeros((len(masks), 4), dtype=np.float64)
+    rows = np.flatnonzero(with_rows)
+    if rows.size:
+        boxes[rows] = rle_extents_normalized([masks[i] for i in rows])
+    valid = (boxes[:, 0] < boxes[:, 2]) & (boxes[:, 1] < boxes[:, 3])
+    rows = np.flatnonzero(~with_rows)
+    if rows.size:
+        valid[rows] = rle_has_extent([masks[i] for i in rows])
     skipped["predictions_with_empty_masks"] += int((~valid).sum())
     if gt.size is not None and valid.any():
         sizes = np.array([m["size"] for m in masks], dtype=np.int64).reshape(-1, 2)

@@ -24,6 +24,7 @@ __all__ = [
     "encode_rle",
     "rle_areas",
     "rle_extents_normalized",
+    "rle_has_extent",
 ]
 
 RLE = Dict[str, object]  # {"size": [height, width], "counts": bytes}, pycocotools' compressed RLE
@@ -197,6 +198,35 @@ def rle_extents_normalized(rles: Sequence[RLE]) -> np.ndarray:
     h, w = sizes[:, 0], sizes[:, 1]
     return np.stack([xywh[:, 0] / w, xywh[:, 1] / h, (xywh[:, 0] + xywh[:, 2]) / w,
                      (xywh[:, 1] + xywh[:, 3]) / h], axis=1)
+
+
+_ALPHABET = bytes(range(48, 112))  # the bytes of pycocotools' RLE strings
+_RUN_ENDS = bytes(range(48, 80))  # the bytes that end a run (bit 0x20 of byte - 48 clear)
+
+
+def rle_has_extent(rles: Sequence[RLE]) -> np.ndarray:
+    """Whether each mask's extent (:func:`rle_extents_normalized`) is a valid box (xmin < xmax and
+    ymin < ymax), mostly without decoding: pycocotools' box is empty exactly when the string holds fewer
+    than two runs, and a string of alphabet bytes has as many runs as run-ending bytes. Strings that
+    are not of that form, or images of zero width or height, take pycocotools' own answer.
+    """
+    out = np.zeros(len(rles), dtype=bool)
+    slow = []
+    for i, rle in enumerate(rles):
+        counts = rle["counts"]
+        if isinstance(counts, str):
+            counts = counts.encode()  # what pycocotools does with a str
+        h, w = rle["size"]
+        if (isinstance(counts, bytes) and counts and 48 <= counts[-1] < 80 and h > 0 and w > 0
+                and not counts.translate(None, _ALPHABET)):
+            out[i] = len(counts) - len(counts.translate(None, _RUN_ENDS)) >= 2
+        else:
+            slow.append(i)
+    if slow:
+        with np.errstate(divide="ignore", invalid="ignore"):  # a zero width or height: NaN, not a box
+            boxes = rle_extents_normalized([rles[i] for i in slow])
+        out[slow] = (boxes[:, 0] < boxes[:, 2]) & (boxes[:, 1] < boxes[:, 3])
+    return out
 
 
 def rle_iou(dets: List[RLE], gts: List[RLE], crowd) -> np.ndarray:
