@@ -38,6 +38,7 @@ from alpseg.evaluation.oid.io import (
     write_predictions_csv,
 )
 from alpseg.evaluation.oid.masks import rle_to_challenge_string
+from alpseg.utils.io import atomic_write_json
 
 SIZES = [(1024, 768), (1024, 683), (768, 1024), (1024, 1024), (683, 1024)]  # (width, height)
 
@@ -152,7 +153,8 @@ def main(argv=None):
     gt, preds = make_dataset(args.images, args.masks / args.images, args.preds, args.classes, args.seed)
     report = {"images": args.images, "gt_masks": len(gt.masks), "gt_boxes": len(gt.boxes),
               "predictions": sum(len(p) for p in preds.values()), "classes": args.classes, "workers": args.workers,
-              "cpu_count": os.cpu_count(), "generate_s": round(time.perf_counter() - t0, 1)}
+              "cpu_count": os.cpu_count(), "load_average_at_start": round(os.getloadavg()[0], 2),
+              "generate_s": round(time.perf_counter() - t0, 1)}
     print(json.dumps(report), flush=True)
 
     t0 = time.perf_counter()
@@ -192,10 +194,10 @@ def main(argv=None):
                       speedup_1worker_same_images=round(loop_dt / fast1_dt, 1),
                       speedup_vs_loop=round(report["fast_images_per_s"] / (len(ids) / loop_dt), 1),
                       loop_agrees=True)
+    report["load_average_at_end"] = round(os.getloadavg()[0], 2)
     print(json.dumps(report, indent=2))
     if args.output:
-        with open(args.output, "w") as f:
-            json.dump(report, f, indent=2)
+        atomic_write_json(args.output, report, indent=2)
     return report
 
 

@@ -316,9 +316,9 @@ def _match_image(classes: np.ndarray, scores: np.ndarray, masks: List[RLE], boxe
         need = masked
         if gt.mask_boxes is not None:  # pairs whose extents do not meet share no pixel: exactly 0
             mb = gt.mask_boxes
-            need = (masked
-                    & (np.maximum(bx[:, None, 0], mb[None, :, 0]) < np.minimum(bx[:, None, 2], mb[None, :, 2]))
+            meet = ((np.maximum(bx[:, None, 0], mb[None, :, 0]) < np.minimum(bx[:, None, 2], mb[None, :, 2]))
                     & (np.maximum(bx[:, None, 1], mb[None, :, 1]) < np.minimum(bx[:, None, 3], mb[None, :, 3])))
+            need = masked & (meet | np.isnan(bx[:, :1]))  # NaN: extent not computed, pycocotools prefilters
         rows, cols = np.flatnonzero(need.any(axis=1)), np.flatnonzero(need.any(axis=0))
         if rows.size:
             block = rle_iou([masks[order[i]] for i in rows], [gt.masks[j] for j in cols], crowd=group[cols])
@@ -413,17 +413,19 @@ def evaluate_image(gt: Optional[PreparedImage], preds: ImagePredictions, class_i
     skipped["predictions_not_evaluatable_in_image"] += int((~evaluatable & ~unknown).sum())
     keep, classes = keep[evaluatable], classes[evaluatable]
     masks = [preds.masks[i] for i in keep]
-    # TF drops "invalid boxes" (empty masks). Extents are only used against GT of the detection's class:
-    # classes with no GT row in the image (image-level labels only) just need the validity, without decoding
-    gt_classes = np.unique(gt.labels)
-    at = np.minimum(np.searchsorted(gt_classes, classes), max(gt_classes.size - 1, 0))
-    with_rows = gt_classes[at] == classes if gt_classes.size else np.zeros(classes.size, dtype=bool)
-    boxes = np.zeros((len(masks), 4), dtype=np.float64)
-    rows = np.flatnonzero(with_rows)
+    # TF drops "invalid boxes" (empty masks). A detection's extent (its box) is only compared with the
+    # mask-less GT boxes of its class: the other detections get their validity from the string, and their
+    # mask IoUs in one pycocotools call that decodes each of them once (their extents stay NaN)
+    boxless = np.unique(gt.labels[np.fromiter((m is None for m in gt.masks), dtype=bool, count=len(gt.masks))])
+    at = np.minimum(np.searchsorted(boxless, classes), max(boxless.size - 1, 0))
+    with_box = boxless[at] == classes if boxless.size else np.zeros(classes.size, dtype=bool)
+    boxes = np.full((len(masks), 4), np.nan)
+    valid = np.zeros(len(masks), dtype=bool)
+    rows = np.flatnonzero(with_box)
     if rows.size:
         boxes[rows] = rle_extents_normalized([masks[i] for i in rows])
-    valid = (boxes[:, 0] < boxes[:, 2]) & (boxes[:, 1] < boxes[:, 3])
-    rows = np.flatnonzero(~with_rows)
+        valid[rows] = (boxes[rows, 0] < boxes[rows, 2]) & (boxes[rows, 1] < boxes[rows, 3])
+    rows = np.flatnonzero(~with_box)
     if rows.size:
         valid[rows] = rle_has_extent([masks[i] for i in rows])
     skipped["predictions_with_empty_masks"] += int((~valid).sum())
