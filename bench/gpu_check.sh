@@ -5,6 +5,8 @@
 #   bench/gpu_check.sh BUNDLE OUT          # on the GPU machine (BUNDLE from bench/make_gpu_bundle.sh)
 #   DEVICE=cpu QUICK=1 INSTALL_WHEELS=0 bench/gpu_check.sh BUNDLE OUT   # rehearsal on a CPU machine
 #
+# SKIP="bench_amp bench_fp32" leaves steps out; EXTRA_OPTS="KEY VALUE ..." is added to the smoke runs'
+# config (the CPU rehearsal uses "TEST.DETECTIONS_PER_IMAGE 5": 100 masks per image are slow on a CPU).
 # Steps, in order of importance, each under `timeout` and skipped when the deadline (DEADLINE seconds
 # after the start, default 430) leaves too little for it:
 #   1. bench/run.py --amp --skip curation oid_eval  (paper input size, 2 images of 1024x1024):
@@ -34,12 +36,18 @@ if [ "${INSTALL_WHEELS:-1}" = 1 ]; then
 fi
 export PYTHONPATH="$BUNDLE/src:$BUNDLE/site:$WORK/site${PYTHONPATH:+:$PYTHONPATH}"
 cd "$BUNDLE/src" || exit 1
+# detectron2's model zoo needs pkg_resources.resource_filename; newer setuptools dropped pkg_resources
+"$PY" -c "import pkg_resources" 2>/dev/null || {
+  echo "[gpu_check] no pkg_resources here: using bench/gpu_fallback"; export PYTHONPATH="$PYTHONPATH:$BUNDLE/src/bench/gpu_fallback"; }
 : > "$WORK/steps.tsv"
 
 # run NAME NEEDED_SECONDS TIMEOUT_SECONDS CMD...: one step, logged, timed, skipped if out of time
 run() {
   local name=$1 need=$2 limit=$3; shift 3
   local left=$((DEADLINE - SECONDS))
+  case " ${SKIP:-} " in *" $name "*)
+    echo "[gpu_check] $name skipped (SKIP)" | tee -a "$OUT/logs.txt"
+    printf '%s\tskipped\t0\n' "$name" >> "$WORK/steps.tsv"; return;; esac
   if [ "$left" -lt "$need" ]; then
     echo "[gpu_check] $name skipped: $left s left, needs $need" | tee -a "$OUT/logs.txt"
     printf '%s\tskipped\t0\n' "$name" >> "$WORK/steps.tsv"; return
@@ -57,7 +65,7 @@ run() {
 import json, platform, torch, numpy, detectron2, fvcore, pycocotools, orjson, open_clip
 print(json.dumps({"python": platform.python_version(), "torch": torch.__version__, "numpy": numpy.__version__,
                   "cuda": torch.version.cuda, "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
-                  "detectron2": detectron2.__version__, "open_clip": open_clip.__version__}))
+                  "detectron2": detectron2.__version__, "detectron2_path": detectron2.__file__, "open_clip": open_clip.__version__}))
 EOF
 [ $? = 0 ] || { echo "gpu_check: the imports failed (see above)" >&2; exit 1; }
 cat "$WORK/env.json"
@@ -70,7 +78,7 @@ AMPFLAG=(); [ "$DEVICE" != cpu ] && AMPFLAG=(--amp)
 # the smoke runs of steps 2 and 4 (the demo recipe, made a 1-GPU AMP + SyncBN run)
 TRAIN_OPTS=(MODEL.DEVICE "$DEVICE" SOLVER.AMP.ENABLED True MODEL.RESNETS.NORM SyncBN MODEL.FPN.NORM SyncBN
   SOLVER.MAX_ITER "$ITERS" SOLVER.WARMUP_ITERS 10 SOLVER.CHECKPOINT_PERIOD 100000 DATALOADER.NUM_WORKERS 2 SEED 0
-  MODEL.OPEN_VOCAB.EMBEDDINGS "$BANK" MODEL.OPEN_VOCAB.TEST_VOCABULARY "$VOCAB")
+  MODEL.OPEN_VOCAB.EMBEDDINGS "$BANK" MODEL.OPEN_VOCAB.TEST_VOCABULARY "$VOCAB" ${EXTRA_OPTS:-})
 
 run bench_amp 60 200 "$PY" bench/run.py --device "$DEVICE" "${AMPFLAG[@]}" "${QUICKFLAG[@]}" \
   --skip curation oid_eval --output "$OUT/bench_amp.json"
