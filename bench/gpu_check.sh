@@ -82,11 +82,11 @@ TRAIN_OPTS=(MODEL.DEVICE "$DEVICE" SOLVER.AMP.ENABLED True MODEL.RESNETS.NORM Sy
 
 run bench_amp 60 200 "$PY" bench/run.py --device "$DEVICE" "${AMPFLAG[@]}" "${QUICKFLAG[@]}" \
   --skip curation oid_eval --output "$OUT/bench_amp.json"
-run train_fcos_mo 60 150 "$PY" tools/train_net.py --config-file configs/demo/fcos_mo_alp.yaml --num-gpus "$GPUS" \
+run train_fcos_mo 60 150 "$PY" tools/train_net.py --no-progress --config-file configs/demo/fcos_mo_alp.yaml --num-gpus "$GPUS" \
   OUTPUT_DIR "$WORK/fcos_mo" "${TRAIN_OPTS[@]}"
 run bench_fp32 60 150 "$PY" bench/run.py --device "$DEVICE" "${QUICKFLAG[@]}" \
   --skip curation oid_eval phrases --output "$OUT/bench_fp32.json"
-run train_mask_rcnn_star 60 150 "$PY" tools/train_net.py --config-file configs/demo/mask_rcnn_star_alp.yaml \
+run train_mask_rcnn_star 60 150 "$PY" tools/train_net.py --no-progress --config-file configs/demo/mask_rcnn_star_alp.yaml \
   --num-gpus "$GPUS" OUTPUT_DIR "$WORK/mask_rcnn_star" "${TRAIN_OPTS[@]}"
 SAMPLE=$(ls "$BUNDLE"/world/datasets/openimages/validation/* 2>/dev/null | head -n 1)
 run export_onnx 30 90 "$PY" tools/export_model.py --config-file "$WORK/fcos_mo/config.yaml" \
@@ -95,7 +95,7 @@ run export_onnx 30 90 "$PY" tools/export_model.py --config-file "$WORK/fcos_mo/c
 
 "$PY" - "$WORK" "$OUT" <<'EOF'
 """summary.json: each step's exit code and seconds, the smoke runs' step times and evaluation."""
-import json, os, statistics, sys
+import json, os, re, statistics, sys
 work, out = sys.argv[1:]
 summary = {"env": json.load(open(os.path.join(work, "env.json"))), "steps": {}}
 commit = os.path.join(os.getcwd(), "COMMIT")
@@ -109,14 +109,20 @@ for name, folder in (("train_fcos_mo", "fcos_mo"), ("train_mask_rcnn_star", "mas
         continue
     rows = [json.loads(l) for l in open(path) if l.strip()]
     train = [r for r in rows if "time" in r and "total_loss" in r]
-    later = [r["time"] for r in train if r["iteration"] >= len(train) // 3] or [r["time"] for r in train]
+    # each row's "time" is detectron2's median over the last 20 iterations; skip the first third
+    last = train[-1]["iteration"] if train else 0
+    later = [r["time"] for r in train if r["iteration"] >= last / 3] or [r["time"] for r in train]
+    speed = re.findall(r"Overall training speed: (\d+) iterations in \S+ \(([\d.]+) s / it\)",
+                       open(os.path.join(work, name + ".log"), errors="replace").read())
     evals = [r for r in rows if any("AP" in k for k in r)]
     summary["steps"][name].update(
         iterations_logged=len(train), last_iteration=train[-1]["iteration"] if train else None,
         median_step_s=statistics.median(later) if later else None,
         median_data_s=statistics.median([r["data_time"] for r in train]) if train else None,
+        overall_s_per_it=float(speed[-1][1]) if speed else None,
         first_loss=train[0]["total_loss"] if train else None, last_loss=train[-1]["total_loss"] if train else None,
-        evaluation={k: v for k, v in evals[-1].items() if "AP" in k} if evals else None)
+        # the overall figures (oid_challenge/AP50, AP50-base, AP50-novel, ...), not the per-class ones
+        evaluation={k: v for k, v in evals[-1].items() if "AP" in k and ("-" not in k or k.rsplit("-", 1)[1] in ("base", "novel"))} if evals else None)
 side = os.path.join(work, "export", "model.onnx.json")
 if "export_onnx" in summary["steps"]:
     summary["steps"]["export_onnx"]["onnx_bytes"] = (
