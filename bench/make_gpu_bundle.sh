@@ -6,7 +6,8 @@
 #
 # BUNDLE gets: site/ (the pure-Python packages alpseg needs, copied from this venv: detectron2 without
 # its compiled _C, fvcore, iopath, omegaconf, antlr4, hydra, yacs, termcolor, open_clip, ftfy,
-# wcwidth), whl/ (cp312 manylinux wheels of the compiled ones: pycocotools, orjson, same versions as
+# wcwidth), whl/ (cp312 manylinux wheels of the compiled ones: pycocotools, orjson, shapely (fvcore's
+# polygon transforms in the data loader), same versions as
 # here), src/ (`git archive HEAD` of this repository: the committed code that is measured; the commit
 # is in src/COMMIT) and world/ (a miniature world's datasets/ and phrase_bank.npz, made with
 # `tools/run_demo.py --seeds 0 --iterations 2 --output DIR`, WORLD_SEED_DIR = DIR/seed_0: the ALPs
@@ -33,7 +34,7 @@ done
 find "$BUNDLE/site" \( -name "*.so" -o -name "__pycache__" \) -prune -exec rm -rf {} +
 
 # compiled packages: wheels for CPython 3.12 on x86-64 Linux, the versions installed here
-for dist in pycocotools orjson; do
+for dist in pycocotools orjson shapely; do
   ver=$("$PY" -c "from importlib.metadata import version; print(version('$dist'))")
   "$PY" -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
     --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
