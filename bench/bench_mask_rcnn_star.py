@@ -5,8 +5,10 @@ Both models get the same ResNet-50 + FPN recipe (detectron2's ``mask_rcnn_R_50_F
 layout, res2+ trainable, 2-fc box head; BN instead of FrozenBN because the weights are random) and the same batch of images, boxes and masks, so
 the ratio measures what Mask R-CNN* changes in the heads: the open-vocabulary classifier against the
 batch's phrases, class-agnostic deltas, the Hourglass-20 mask head on GT boxes (train) / detections
-(test), and calibrated scores. A third model, Mask R-CNN* with detectron2's 4-conv mask head, isolates
-the cost of the hourglass. Weights are random (timing only); the test score threshold is 0 and the NMS
+(test), calibrated scores and, since the paper's heads became the default, the 4conv1fc box head with
+synchronized BN. Two more models isolate parts of that: Mask R-CNN* with detectron2's 4-conv mask head
+(the cost of the hourglass) and Mask R-CNN* with detectron2's 2-fc box head (like for like with the
+stock box head, whose weights it then shares). Weights are random (timing only); the test score threshold is 0 and the NMS
 threshold 0.5 for all models, so each runs its mask head on the same 100 detections per image.
 
 Runs are interleaved (model A step, model B step, ...) after warm-up, and medians are reported.
@@ -70,18 +72,27 @@ def _build_all(device: str) -> Dict[str, torch.nn.Module]:
         "mask_rcnn_star_4conv_mask": build_star(device, ["MODEL.ROI_MASK_HEAD.NAME", "MaskRCNNConvUpsampleHead",
                                                  "MODEL.ROI_MASK_HEAD.NUM_CONV", "4", "MODEL.ROI_MASK_HEAD.NORM", "",
                                                  "MODEL.ROI_MASK_HEAD.POOLER_RESOLUTION", "14"]),
+        "mask_rcnn_star_2fc_box": build_star(device, ["MODEL.ROI_BOX_HEAD.NUM_CONV", "0", "MODEL.ROI_BOX_HEAD.NUM_FC",
+                                              "2", "MODEL.ROI_BOX_HEAD.NORM", ""]),
     }
 
 
+def _same_shapes(a: torch.nn.Module, b: torch.nn.Module) -> bool:
+    sa, sb = a.state_dict(), b.state_dict()
+    return sa.keys() == sb.keys() and all(sa[k].shape == sb[k].shape for k in sa)
+
+
 def _share_detector_weights(models: Dict[str, torch.nn.Module]) -> None:
-    """Give every model the stock model's backbone, RPN and box head (the same architecture), so they
-    all see the same features and proposals and only their own heads differ."""
+    """Give every model the stock model's backbone and RPN, so they all see the same features and
+    proposals and only their own heads differ, and its box head where the architecture is the same
+    (Mask R-CNN*'s default 4conv1fc head keeps its own random weights)."""
     stock = models["d2_mask_rcnn"]
     for name, m in models.items():
         if m is not stock:
             for part in ("backbone", "proposal_generator"):
                 getattr(m, part).load_state_dict(getattr(stock, part).state_dict())
-            m.roi_heads.box_head.load_state_dict(stock.roi_heads.box_head.state_dict())
+            if _same_shapes(m.roi_heads.box_head, stock.roi_heads.box_head):
+                m.roi_heads.box_head.load_state_dict(stock.roi_heads.box_head.state_dict())
 
 
 @torch.no_grad()
@@ -142,6 +153,8 @@ def run(size=(384, 512), num_images: int = 2, instances_per_image: int = 8, warm
         "train_step_s": train_t,
         "infer_s": infer_t,
         "detections_per_image": detections,
+        "box_head": {k: type(m.roi_heads.box_head).__name__ + f" ({len(m.roi_heads.box_head.conv_norm_relus)} conv, "
+                        f"{len(m.roi_heads.box_head.fcs)} fc)" for k, m in models.items()},
         "ratios": {
             f"{k}_{phase}_vs_d2_mask_rcnn": t[k] / t["d2_mask_rcnn"]
             for phase, t in (("train", train_t), ("infer", infer_t)) for k in t if k != "d2_mask_rcnn"

@@ -202,7 +202,7 @@ def _prepare_seed(output: str, seed: int, sizes: MiniatureSizes, env: Dict[str, 
 def run_table3(output: str, seed: Optional[int] = None, parallel: int = 3, iterations: int = 0, *,
                seeds: Optional[Sequence[int]] = None, full: bool = False, threads: int = 1,
                sizes: Optional[MiniatureSizes] = None, models: Optional[Sequence[str]] = None,
-               pictures: bool = True, progress: bool = True) -> Dict:
+               extra_opts: Sequence[str] = (), pictures: bool = True, progress: bool = True) -> Dict:
     """Run the whole miniature pipeline for every seed; returns the summary written to results.json.
 
     Args:
@@ -212,6 +212,8 @@ def run_table3(output: str, seed: Optional[int] = None, parallel: int = 3, itera
         iterations: override of ``SOLVER.MAX_ITER`` (0 keeps the configs').
         full: also the Mask R-CNN* rows. ``models``: explicit subset of model names instead.
         sizes: the miniature world's sizes (default :data:`DEMO_SIZES`).
+        extra_opts: config overrides appended to every model's (e.g. a smaller input size for a
+            reduced-size run); part of each run's fingerprint like the rest of the config.
     """
     seeds = list(seeds) if seeds is not None else ([seed] if seed is not None else list(DEFAULT_SEEDS))
     if not seeds or len(set(seeds)) != len(seeds):
@@ -242,6 +244,7 @@ def run_table3(output: str, seed: Optional[int] = None, parallel: int = 3, itera
             opts = ["MODEL.OPEN_VOCAB.EMBEDDINGS", bank, "SEED", str(s), *MINIATURE_TEST_OPTS]
             if iterations:
                 opts += ["SOLVER.MAX_ITER", str(iterations)]
+            opts += list(extra_opts)
             if train_once(catalog[name].config, os.path.join(seed_dir, name), opts, inputs,
                           os.path.join(seed_dir, "logs", f"train_{name}.log"), seed_env):
                 print(f"[demo]   seed {s}: {name} done ({time.time() - t0:.0f} s since start)", flush=True)

@@ -1,5 +1,5 @@
-"""FCOS-MO's inference path: the mask head sees only the final detections, all images of a batch in
-one call, and a single image (the exported case) gets exactly the batched path's masks; Mask R-CNN*'s
+"""FCOS-MO's inference path: the mask head sees only the final detections (one RoI per distinct box),
+all images of a batch in one call, and a single image (the exported case) gets exactly the batched path's masks; Mask R-CNN*'s
 single-image path (no per-image splits) gives the batched path's detections."""
 import numpy as np
 import torch
@@ -29,8 +29,9 @@ def test_mask_head_runs_once_on_the_kept_detections_of_all_images(tiny_opts):
     model.inference_single_image = lambda *a: detections.append(decode(*a)) or detections[-1]
     with torch.no_grad():
         batched = model(images)
-    # one mask-head call for the batch, on exactly the detections left after threshold, NMS and top-k
-    assert rois == [[len(d) for d in detections]] and calls == [sum(rois[0])]
+    # one mask-head call for the batch, on the distinct boxes of the detections left after threshold,
+    # NMS and top-k (tests/modeling/test_mask_inference.py: one RoI per distinct box)
+    assert rois == [[len(torch.unique(d.pred_boxes.tensor, dim=0)) for d in detections]] and calls == [sum(rois[0])]
     assert all(0 < n <= model.max_detections_per_image for n in rois[0])
     # detectron2's post-processing then drops empty boxes (many for random weights)
     assert [len(r["instances"]) for r in batched] <= rois[0]

@@ -27,11 +27,12 @@ from detectron2.modeling import META_ARCH_REGISTRY, build_backbone
 from detectron2.modeling.backbone import Backbone
 from detectron2.modeling.meta_arch.fcos import FCOS, FCOSHead
 from detectron2.modeling.poolers import ROIPooler
-from detectron2.modeling.roi_heads.mask_head import build_mask_head, mask_rcnn_inference
+from detectron2.modeling.roi_heads.mask_head import build_mask_head
 from detectron2.structures import Boxes, ImageList, Instances, pairwise_point_box_distance
 
 from ..ema import PersistentEMAMixin
 from ..instance_fields import gt_has_mask, gt_is_alp
+from ..roi_heads.mask_inference import predict_masks
 
 __all__ = ["FCOSMask", "dense_head_norm", "dense_detector_kwargs"]
 
@@ -215,19 +216,10 @@ class FCOSMask(PersistentEMAMixin, FCOS):
         """Set ``pred_masks`` ``(R, 1, M, M)`` (probabilities) on each image's final detections.
 
         Only the detections that survived the score threshold, NMS and the top-k reach the mask head,
-        and the RoIs of all images go through it in one call. For a single image the class-agnostic
-        probabilities are assigned directly: detectron2's ``mask_rcnn_inference`` splits the batch by
-        per-image counts, which tracing would freeze into an exported graph.
+        the RoIs of all images in one call, and one RoI per distinct box (a box kept for several
+        phrases gets one mask; :func:`alpseg.modeling.roi_heads.mask_inference.predict_masks`).
         """
-        mask_features = self.mask_pooler(
-            [features[i] for i in self._mask_level_idx], [r.pred_boxes for r in results]
-        )
-        logits = self.mask_head.layers(mask_features)
-        if len(results) == 1 and logits.shape[1] == 1:
-            results[0].pred_masks = logits.sigmoid()
-        else:
-            mask_rcnn_inference(logits, results)
-        return results
+        return predict_masks(self.mask_pooler, self.mask_head, [features[i] for i in self._mask_level_idx], results)
 
     # ------------------------------------------------------------------ training / inference
     def forward_training(self, images: ImageList, features: List[Tensor], predictions, gt_instances: List[Instances]):

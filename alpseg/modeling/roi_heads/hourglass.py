@@ -165,6 +165,10 @@ class HourglassMaskHead(BaseMaskRCNNHead):
     def layers(self, x: Tensor) -> Tensor:
         if x.shape[-1] % 4 or x.shape[-2] % 4:
             raise ValueError(f"HourglassMaskHead needs RoI sizes divisible by 4, got {tuple(x.shape[-2:])}")
+        if not self.training and x.device.type == "cpu":
+            # channels-last activations take oneDNN's faster NHWC convolutions on a CPU (0.79-0.85x of
+            # the time at 100 RoIs; outputs equal up to 3e-6). Training keeps torch's default layout.
+            x = x.contiguous(memory_format=torch.channels_last)
         skip0 = self.enc0(x)
         skip1 = self.enc1(skip0)
         y = self.center(skip1)

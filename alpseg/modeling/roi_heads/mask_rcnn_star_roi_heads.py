@@ -15,6 +15,7 @@ from detectron2.structures import Boxes, ImageList, Instances
 
 from ..instance_fields import gt_has_mask
 from .open_vocab_fast_rcnn import OpenVocabFastRCNNOutputLayers
+from .mask_inference import predict_masks
 
 __all__ = ["MaskRCNNStarROIHeads", "image_label_loss", "largest_box_index"]
 
@@ -165,6 +166,14 @@ class MaskRCNNStarROIHeads(StandardROIHeads):
             raise ValueError("Mask R-CNN* needs a mask pooler (MODEL.ROI_MASK_HEAD.POOLER_TYPE)")
         x = self.mask_pooler([features[f] for f in self.mask_in_features], [i.proposal_boxes for i in instances])
         return self.mask_head(x, instances)
+
+    def _forward_mask(self, features: Dict[str, Tensor], instances: List[Instances]):
+        """Inference: masks of the final detections, one RoI per distinct box (the classes of one
+        proposal share its class-agnostic box; :mod:`.mask_inference`). Training never comes here
+        (masks train on GT boxes, :meth:`_mask_losses_on_gt`)."""
+        if self.training or not self.mask_on or self.mask_pooler is None:
+            return super()._forward_mask(features, instances)
+        return predict_masks(self.mask_pooler, self.mask_head, [features[f] for f in self.mask_in_features], instances)
 
     def _forward_box(self, features: Dict[str, Tensor], proposals: List[Instances]):
         """Inference: score proposals against the test vocabulary and run per-class NMS."""
