@@ -227,51 +227,38 @@ def run_table3(output: str, seed: Optional[int] = None, parallel: int = 3, itera
     output = os.path.abspath(output)
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
     t0 = time.time()
-    seed_dirs = {s: os.path.join(output, f"seed_{s}") for s in seeds}
-    seed_envs = {s: dict(env, DETECTRON2_DATASETS=os.path.join(seed_dirs[s], "datasets")) for s in seeds}
-
-    def prepare(k: int, s: int) -> Dict:
+    per_seed: Dict[int, Dict[str, Dict[str, float]]] = {}
+    curation: Dict[int, Dict] = {}
+    for k, s in enumerate(seeds):
+        seed_dir = os.path.join(output, f"seed_{s}")
+        seed_env = dict(env, DETECTRON2_DATASETS=os.path.join(seed_dir, "datasets"))
         _step(f"seed {s} ({k + 1}/{len(seeds)}): world, ALP curation (spaCy), phrase bank (open_clip ViT-B-32 "
               "with random weights, chosen on purpose: no download here; one prompt)")
-        return _prepare_seed(seed_dirs[s], s, sizes, seed_envs[s])
+        curation[s] = _prepare_seed(seed_dir, s, sizes, seed_env)
+        bank = os.path.join(seed_dir, "phrase_bank.npz")
 
-    def train(s: int, name: str, prepared) -> None:
-        prepared.result()  # this seed's world, ALPs and bank
-        seed_dir, bank = seed_dirs[s], os.path.join(seed_dirs[s], "phrase_bank.npz")
         inputs = [bank, os.path.join(seed_dir, "datasets", MANIFEST),
                   os.path.join(seed_dir, "datasets", "alps", "locnar_oid_train_alps.json")]
-        opts = ["MODEL.OPEN_VOCAB.EMBEDDINGS", bank, "SEED", str(s), *MINIATURE_TEST_OPTS]
-        if iterations:
-            opts += ["SOLVER.MAX_ITER", str(iterations)]
-        opts += list(extra_opts)
-        if train_once(catalog[name].config, os.path.join(seed_dir, name), opts, inputs,
-                      os.path.join(seed_dir, "logs", f"train_{name}.log"), seed_envs[s]):
-            print(f"[demo]   seed {s}: {name} done ({time.time() - t0:.0f} s since start)", flush=True)
 
-    # Seeds are prepared one after another in the background while earlier seeds train, and the models
-    # of all seeds share one pool of ``parallel`` trainings: no core waits for a seed's preparation or
-    # for the last model of a seed (the work and every result are the same as seed by seed).
-    _step(f"train {len(names)} models per seed ({', '.join(names)}) for seeds {', '.join(map(str, seeds))}, "
-          f"{parallel} at a time, {threads} thread(s) each")
-    with ThreadPoolExecutor(max_workers=1) as prep_pool, ThreadPoolExecutor(max_workers=max(1, parallel)) as pool:
-        prepared = {s: prep_pool.submit(prepare, k, s) for k, s in enumerate(seeds)}
-        jobs = [pool.submit(train, s, name, prepared[s]) for s in seeds for name in names]
-        try:
+        def train(name: str, seed_dir=seed_dir, seed_env=seed_env, bank=bank, s=s, inputs=inputs) -> None:
+            opts = ["MODEL.OPEN_VOCAB.EMBEDDINGS", bank, "SEED", str(s), *MINIATURE_TEST_OPTS]
+            if iterations:
+                opts += ["SOLVER.MAX_ITER", str(iterations)]
+            opts += list(extra_opts)
+            if train_once(catalog[name].config, os.path.join(seed_dir, name), opts, inputs,
+                          os.path.join(seed_dir, "logs", f"train_{name}.log"), seed_env):
+                print(f"[demo]   seed {s}: {name} done ({time.time() - t0:.0f} s since start)", flush=True)
+
+        _step(f"seed {s}: train {len(names)} models ({', '.join(names)}), {parallel} at a time, {threads} thread(s) each")
+        with ThreadPoolExecutor(max_workers=max(1, parallel)) as pool:
+            jobs = [pool.submit(train, name) for name in names]
             if progress:
-                _show_training_progress([os.path.join(seed_dirs[s], n) for s in seeds for n in names],
-                                        [catalog[n].config for s in seeds for n in names], iterations, jobs)
+                _show_training_progress(seed_dir, {n: catalog[n].config for n in names}, iterations, jobs)
             for job in jobs:
                 job.result()
-        except BaseException:
-            for job in jobs:  # a failed step or Ctrl-C: start no more trainings
-                job.cancel()
-            raise
-        curation = {s: prepared[s].result() for s in seeds}
-    per_seed: Dict[int, Dict[str, Dict[str, float]]] = {}
-    for s in seeds:
         per_seed[s] = {}
         for name in names:
-            with open(os.path.join(seed_dirs[s], name, "results.json"), encoding="utf-8") as f:
+            with open(os.path.join(seed_dir, name, "results.json"), encoding="utf-8") as f:
                 metrics = json.load(f)["oid_challenge"]
             per_seed[s][name] = {"AP50_base": metrics["AP50-base"], "AP50_novel": metrics["AP50-novel"],
                                  "AP50": metrics["AP50"]}
@@ -327,18 +314,16 @@ def _last_iteration(metrics_json: str) -> int:
     return last
 
 
-def _show_training_progress(run_dirs: Sequence[str], configs: Sequence[str], iterations: int, jobs) -> None:
-    """A progress bar over the iterations of all trainings (``run_dirs[i]`` trains ``configs[i]``), read
-    from their metrics.json files."""
+def _show_training_progress(output: str, configs: Dict[str, str], iterations: int, jobs) -> None:
+    """A progress bar over the iterations of all models, read from their metrics.json files."""
     from tqdm import tqdm
 
     from alpseg.config import load_config
 
-    max_iter = {cfg: iterations or load_config(os.path.join(REPO, cfg)).SOLVER.MAX_ITER for cfg in set(configs)}
-    total = [max_iter[cfg] for cfg in configs]
-    with tqdm(total=sum(total), desc="[demo] training", unit="it") as bar:
+    total = {n: iterations or load_config(os.path.join(REPO, cfg)).SOLVER.MAX_ITER for n, cfg in configs.items()}
+    with tqdm(total=sum(total.values()), desc="[demo] training", unit="it") as bar:
         while wait(jobs, timeout=5).not_done:
-            done = sum(min(t, _last_iteration(os.path.join(d, "metrics.json")) + 1) for d, t in zip(run_dirs, total))
+            done = sum(min(total[n], _last_iteration(os.path.join(output, n, "metrics.json")) + 1) for n in configs)
             bar.update(done - bar.n)
         bar.update(bar.total - bar.n)
 
