@@ -46,7 +46,7 @@ def test_fcos_mo_masks_equal_one_roi_per_detection_with_fewer_rois(tiny_opts):
     model.mask_head.enc0.register_forward_hook(lambda m, inp, out: rois.append(inp[0].shape[0]))
     with torch.no_grad():
         model.predict_masks(feats, dets)
-        _one_roi_per_detection(model.mask_pooler, model.mask_head, [f for f in feats], refs)
+        _one_roi_per_detection(model.mask_pooler, model.mask_head, feats, refs)
     assert rois[0] == 4  # 2 distinct boxes in each image, in one call
     for d, r in zip(dets, refs):
         assert d.pred_masks.shape == r.pred_masks.shape == (len(d), 1, 32, 32)
