@@ -3,6 +3,8 @@
 
     python tools/run_demo.py --output output/demo            # what `make demo` runs (FCOS-MO rows, seeds 0,1,2)
     python tools/run_demo.py --output output/demo --full     # what `make demo-full` runs (+ Mask R-CNN* rows)
+    python tools/run_demo.py --output output/w64 --models open_vocab,fcos_mo_alp MODEL.ROI_MASK_HEAD.HOURGLASS_WIDTH 64
+                                                             # two rows, with a config override for every model
 
 Finished seeds and models are not retrained: run the same command again to continue a killed demo or
 to add seeds. Exits 1 when a step fails. See docs/demo.md for what it does and what the numbers mean.
@@ -22,6 +24,10 @@ def _seeds(text: str):
         raise argparse.ArgumentTypeError(f"--seeds takes a comma list of integers, got {text!r}")
 
 
+def _names(text: str):
+    return [v.strip() for v in text.split(",") if v.strip()]
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--output", default="output/demo", help="folder for data, models, logs and results")
@@ -32,15 +38,22 @@ def main(argv=None) -> int:
     p.add_argument("--parallel", type=int, default=3, help="models trained at the same time")
     p.add_argument("--threads", type=int, default=1, help="CPU threads of each model")
     p.add_argument("--iterations", type=int, default=0, help="override SOLVER.MAX_ITER of the demo configs")
+    p.add_argument("--models", type=_names, default=None,
+                   help="comma list of the rows to train (open_vocab, fcos_mo_alp, box_oracle, mrcnn_open_vocab, "
+                        "mrcnn_alp_noboxes, mrcnn_alp); default: the FCOS-MO rows, with --full all six")
+    p.add_argument("opts", nargs=argparse.REMAINDER, default=[],
+                   help="KEY VALUE config overrides for every model (part of each run's fingerprint)")
     add_common_arguments(p)
     args = p.parse_args(argv)
     setup_tool(args)
     seeds = [args.seed] if args.seed is not None else args.seeds
     if not seeds:
         p.error("no seeds given")
+    if len(args.opts) % 2:
+        p.error(f"config overrides come in KEY VALUE pairs, got {args.opts}")
     try:
         run_table3(args.output, seeds=seeds, parallel=args.parallel, iterations=args.iterations, full=args.full,
-                   threads=args.threads, progress=not args.no_progress)
+                   threads=args.threads, models=args.models, extra_opts=args.opts, progress=not args.no_progress)
     except (RuntimeError, ValueError) as e:
         print(f"[demo] failed: {e}", file=sys.stderr)
         return 1
