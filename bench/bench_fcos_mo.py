@@ -15,6 +15,7 @@ Runs are interleaved (model A step, model B step, ...) after warm-up, and median
     python bench/bench_fcos_mo.py --quick            # 2 images of 256x320, a few steps
     python bench/bench_fcos_mo.py --size 800 1024    # larger inputs
     python bench/bench_fcos_mo.py --device cuda --amp --size 1024 1024 --images 4   # one GPU's share of the paper's batch
+    python bench/bench_fcos_mo.py --quick --also-width 128   # + FCOS-MO with another hourglass width, same loop
 
 Prints a JSON report (also written to ``--output``). On a shared CPU pin the cores
 (``taskset -c 0,1``) and compare only figures from one run.
@@ -27,7 +28,7 @@ import json
 import os
 import statistics
 import time
-from typing import Callable, Dict, List
+from typing import Callable, Dict, List, Sequence
 
 import torch
 
@@ -56,11 +57,13 @@ REALISTIC_DISTINCT_BOXES = 28
 WORST_CASE_DETECTIONS = 100
 
 
-def build_fcos_mo(mask_on: bool) -> torch.nn.Module:
+def build_fcos_mo(mask_on: bool, hourglass_width: int = 0) -> torch.nn.Module:
+    """FCOS-MO on the bench recipe; ``hourglass_width`` 0 keeps the config's width."""
     # The Table 2 config builds the closed-vocabulary FCOSMask; the open-vocabulary FCOSMO on its recipe:
+    width = ["MODEL.ROI_MASK_HEAD.HOURGLASS_WIDTH", str(hourglass_width)] if hourglass_width else []
     cfg = load_config(CONFIG, ["MODEL.META_ARCHITECTURE", "FCOSMO",
                                "MODEL.DEVICE", "cpu", "MODEL.WEIGHTS", "", "MODEL.MASK_ON", str(mask_on),
-                               "MODEL.RESNETS.NORM", "BN", "MODEL.FCOS_MO.NMS_THRESH_TEST", "0.6"])
+                               "MODEL.RESNETS.NORM", "BN", "MODEL.FCOS_MO.NMS_THRESH_TEST", "0.6", *width])
     model = build_model(cfg)
     bank = random_phrase_bank([f"class {k}" for k in range(NUM_CLASSES)], cfg.MODEL.OPEN_VOCAB.EMBED_DIM, encoder="random")
     model.phrase_bank = bank
@@ -162,7 +165,8 @@ def _interleaved_medians(steps: Dict[str, Callable[[], None]], warmup: int, repe
 
 def run(size=(384, 512), num_images: int = 2, instances_per_image: int = 8, warmup: int = 2, repeats: int = 5,
         device: str = "cpu", amp: bool = False, realistic_detections: int = REALISTIC_DETECTIONS,
-        realistic_distinct: int = REALISTIC_DISTINCT_BOXES, fuse: bool = False) -> Dict:
+        realistic_distinct: int = REALISTIC_DISTINCT_BOXES, fuse: bool = False,
+        also_widths: Sequence[int] = ()) -> Dict:
     """Train and inference medians of the three models, all interleaved in one loop. FCOS-MO's inference
     (``fcos_mo``) runs at 100 detections per image with 100 distinct boxes (the mask head's worst case),
     and again (``fcos_mo_realistic``) at ``realistic_detections`` over ``realistic_distinct`` boxes (a
@@ -170,10 +174,15 @@ def run(size=(384, 512), num_images: int = 2, instances_per_image: int = 8, warm
 
     With ``fuse`` every model (detectron2's FCOS too) has its batch norms folded into the convs for
     inference (``alpseg.export.fuse_conv_bn_``, opt-in for exports); ``fcos_mo_unfused`` keeps an
-    unfolded copy of FCOS-MO in the same loop, so the effect is measured in the same run."""
+    unfolded copy of FCOS-MO in the same loop, so the effect is measured in the same run.
+
+    Each of ``also_widths`` adds FCOS-MO with that hourglass width (``fcos_mo_w<W>``, trained and timed at
+    both detection counts in the same loop): the mask head's cost per width in one run."""
     torch.manual_seed(0)
     batch = random_batch(num_images, size, instances_per_image, NUM_CLASSES)
     models = {"d2_fcos": build_d2_fcos(), "fcos_mo": build_fcos_mo(True), "fcos_mo_no_mask": build_fcos_mo(False)}
+    variants = ["fcos_mo"] + [f"fcos_mo_w{w}" for w in also_widths]
+    models.update({f"fcos_mo_w{w}": build_fcos_mo(True, w) for w in also_widths})
     train = {}
     for name, m in models.items():
         m.to(device).train()
@@ -193,9 +202,10 @@ def run(size=(384, 512), num_images: int = 2, instances_per_image: int = 8, warm
                 fuse_conv_bn_(m)
     infer_steps = {k: _infer_step(m, batch, device, amp) for k, m in models.items()}
     # FCOS-MO in the mask head's worst case (100 distinct boxes) and at a trained model's count and duplicates
-    infer_steps["fcos_mo"] = _shaped(models["fcos_mo"], infer_steps["fcos_mo"], WORST_CASE_DETECTIONS, WORST_CASE_DETECTIONS)
-    infer_steps["fcos_mo_realistic"] = _shaped(models["fcos_mo"], _infer_step(models["fcos_mo"], batch, device, amp),
-                                               realistic_detections, realistic_distinct)
+    for k in variants:
+        infer_steps[k] = _shaped(models[k], infer_steps[k], WORST_CASE_DETECTIONS, WORST_CASE_DETECTIONS)
+        infer_steps[f"{k}_realistic"] = _shaped(models[k], _infer_step(models[k], batch, device, amp),
+                                                realistic_detections, realistic_distinct)
     with torch.no_grad():
         kept = [len(r["instances"]) for r in models["fcos_mo"]([{k: v for k, v in d.items() if k != "instances"}
                                                                  for d in batch])]
@@ -203,10 +213,11 @@ def run(size=(384, 512), num_images: int = 2, instances_per_image: int = 8, warm
     ratios = {
         f"{k}_{phase}_vs_d2_fcos": t[k] / t["d2_fcos"]
         for phase, t in (("train", train_t), ("infer", infer_t)) if "d2_fcos" in t for k in t
-        if k not in ("d2_fcos", "fcos_mo_realistic")
+        if k != "d2_fcos" and not k.endswith("_realistic")
     }
-    if "fcos_mo_realistic" in infer_t and "d2_fcos" in infer_t:
-        ratios["fcos_mo_infer_vs_d2_fcos_realistic"] = infer_t["fcos_mo_realistic"] / infer_t["d2_fcos"]
+    for k in variants:
+        if f"{k}_realistic" in infer_t and "d2_fcos" in infer_t:
+            ratios[f"{k}_infer_vs_d2_fcos_realistic"] = infer_t[f"{k}_realistic"] / infer_t["d2_fcos"]
     return {
         "input": {"images": num_images, "size": list(size), "instances_per_image": instances_per_image,
                   "threads": torch.get_num_threads(), "device": device, "amp": amp, "repeats": repeats,
@@ -216,6 +227,7 @@ def run(size=(384, 512), num_images: int = 2, instances_per_image: int = 8, warm
         # detections per image FCOS-MO keeps uncapped (random weights: the maximum), and the realistic cap
         "fcos_mo_detections_per_image": kept,
         "inference_batch_norms_folded": fuse,
+        "hourglass_widths": {k: models[k].mask_head.predictor.in_channels for k in variants},
         "realistic_detections_per_image": realistic_detections,
         "realistic_distinct_boxes_per_image": realistic_distinct,
         "failed": failed,
@@ -223,12 +235,14 @@ def run(size=(384, 512), num_images: int = 2, instances_per_image: int = 8, warm
     }
 
 
-def cli(run_fn: Callable[..., Dict], doc: str, argv=None, warmup: int = 2, amp: bool = True) -> Dict:
+def cli(run_fn: Callable[..., Dict], doc: str, argv=None, warmup: int = 2, amp: bool = True,
+        widths: bool = False) -> Dict:
     """The command line shared by the model benchmarks: ``--quick``, sizes, repeats, ``--output``.
 
     ``run_fn(size, images, instances, warmup=, repeats=[, device=][, amp=])`` makes the report;
     ``warmup`` is its number of warm-up steps outside ``--quick``; ``amp`` offers ``--amp`` (only for a
-    ``run_fn`` that takes it). The report is printed and, with ``--output``, written atomically.
+    ``run_fn`` that takes it); ``widths`` offers ``--also-width`` (passed as ``also_widths``). The report is
+    printed and, with ``--output``, written atomically.
     """
     parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="2 images of 256x320, 1 warm-up, 3 repeats")
@@ -239,9 +253,14 @@ def cli(run_fn: Callable[..., Dict], doc: str, argv=None, warmup: int = 2, amp: 
     parser.add_argument("--device", default="cpu", help="e.g. cuda")
     if amp:
         parser.add_argument("--amp", action="store_true", help="mixed precision (the paper's setting on GPU)")
+    if widths:
+        parser.add_argument("--also-width", type=int, action="append", default=[], metavar="W",
+                            help="also time FCOS-MO with hourglass width W in the same loop (repeatable)")
     parser.add_argument("--output", default="")
     args = parser.parse_args(argv)
     extra: Dict = {"device": args.device} if args.device != "cpu" else {}
+    if widths and args.also_width:
+        extra["also_widths"] = args.also_width
     if amp and args.amp:
         extra["amp"] = True
     if args.quick:
@@ -256,4 +275,4 @@ def cli(run_fn: Callable[..., Dict], doc: str, argv=None, warmup: int = 2, amp: 
 
 
 if __name__ == "__main__":
-    cli(run, __doc__)
+    cli(run, __doc__, widths=True)
