@@ -34,7 +34,7 @@ from typing import Dict, List, Optional, Sequence
 
 from alpseg.data.miniature import CLASSES, MANIFEST, MiniatureSizes, write_miniature_world
 from alpseg.utils.io import atomic_write, atomic_write_json
-from alpseg.utils.run_cache import file_digest, prepare_run_folder
+from alpseg.utils.run_cache import file_digest, prepare_run_folder, prune_periodic_checkpoints
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -116,6 +116,7 @@ def train_once(config: str, out_dir: str, opts: Sequence[str], inputs: Sequence[
         return False
     run_tool([sys.executable, "tools/train_net.py", "--config-file", config, "--num-gpus", "0", "--resume",
               "OUTPUT_DIR", out_dir, *opts], log_path, env)
+    prune_periodic_checkpoints(out_dir)  # resume points of a finished run: only disk use from here on
     return True
 
 

@@ -54,3 +54,22 @@ def test_file_digest_follows_the_bytes(tmp_path):
     assert file_digest(str(a)) == file_digest(str(b))
     b.write_bytes(b"x" * 2_999_999 + b"y")
     assert file_digest(str(a)) != file_digest(str(b))
+
+
+def test_a_finished_run_loses_only_its_periodic_checkpoints(tmp_path):
+    from alpseg.utils.run_cache import prune_periodic_checkpoints
+
+    run = tmp_path / "run"
+    run.mkdir()
+    for name, size in (("model_0000199.pth", 7), ("model_0000399.pth", 5), ("model_final.pth", 5),
+                       ("model_best.pth", 3), ("metrics.json", 2)):
+        (run / name).write_bytes(b"x" * size)
+    (run / "last_checkpoint").write_text("model_0000399.pth")
+    assert prune_periodic_checkpoints(str(run)) == 0  # not finished: every resume point is kept
+    assert prune_periodic_checkpoints(str(tmp_path / "missing")) == 0
+    (run / "last_checkpoint").write_text("model_final.pth")
+    assert prune_periodic_checkpoints(str(run)) == 12
+    assert sorted(os.listdir(run)) == ["last_checkpoint", "metrics.json", "model_best.pth", "model_final.pth"]
+    (run / "model_final.pth").unlink()
+    (run / "model_0000099.pth").write_bytes(b"x")
+    assert prune_periodic_checkpoints(str(run)) == 0  # the final weights are missing: nothing is removed
