@@ -9,7 +9,7 @@ setup:
 	bash scripts/setup_env.sh
 
 test: setup
-	OMP_NUM_THREADS=1 $(PY) -m pytest -n 2 $(PYTEST_ARGS)
+	OMP_NUM_THREADS=1 $(PY) -m pytest -n 2 --dist worksteal $(PYTEST_ARGS)
 
 # The FCOS-MO rows of a miniature Table 3 over seeds 0,1,2 (mean ± std, per seed, ALP lift); see docs/demo.md.
 demo: setup

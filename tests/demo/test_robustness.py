@@ -22,6 +22,7 @@ SEEDS = [0, 1, 2]
 ITERATIONS = 300
 
 
+@pytest.mark.run_first
 @pytest.mark.timeout(3000)
 @pytest.mark.parametrize("threads", [
     2,
