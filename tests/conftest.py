@@ -23,13 +23,6 @@ torch.set_num_threads(1)
 from alpseg.testing import TINY_MODEL_OPTS  # noqa: E402  (shared with bench/)
 
 
-def pytest_collection_modifyitems(config, items):
-    """Tests marked ``run_first`` are scheduled before all others. The demo's robustness check takes about
-    17 minutes of one xdist worker; started last, the suite waited for it alone (30 min in all), started
-    first it runs beside the rest."""
-    items.sort(key=lambda item: item.get_closest_marker("run_first") is None)  # stable: order kept otherwise
-
-
 @contextlib.contextmanager
 def _tree_lock(name: str):
     """pytest-xdist workers share the miniature tree: one writes, the others wait."""

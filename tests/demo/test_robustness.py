@@ -22,7 +22,7 @@ SEEDS = [0, 1, 2]
 ITERATIONS = 300
 
 
-@pytest.mark.run_first
+@pytest.mark.solo  # 2 threads per model: alone it takes ~10 min, beside the xdist workers 17-29 min
 @pytest.mark.timeout(3000)
 @pytest.mark.parametrize("threads", [
     2,
