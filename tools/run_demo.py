@@ -13,19 +13,19 @@ import argparse
 import os
 import sys
 
-from alpseg.demo.table3 import DEFAULT_SEEDS, run_table3
+from alpseg.demo.table3 import DEFAULT_SEEDS, FCOS_MODELS, MASK_RCNN_MODELS, run_table3
 from alpseg.utils.cli import add_common_arguments, setup_tool
-
-
-def _seeds(text: str):
-    try:
-        return [int(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"--seeds takes a comma list of integers, got {text!r}")
 
 
 def _names(text: str):
     return [v.strip() for v in text.split(",") if v.strip()]
+
+
+def _seeds(text: str):
+    try:
+        return [int(v) for v in _names(text)]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--seeds takes a comma list of integers, got {text!r}")
 
 
 def main(argv=None) -> int:
@@ -39,8 +39,8 @@ def main(argv=None) -> int:
     p.add_argument("--threads", type=int, default=1, help="CPU threads of each model")
     p.add_argument("--iterations", type=int, default=0, help="override SOLVER.MAX_ITER of the demo configs")
     p.add_argument("--models", type=_names, default=None,
-                   help="comma list of the rows to train (open_vocab, fcos_mo_alp, box_oracle, mrcnn_open_vocab, "
-                        "mrcnn_alp_noboxes, mrcnn_alp); default: the FCOS-MO rows, with --full all six")
+                   help=f"comma list of the rows to train ({', '.join([*FCOS_MODELS, *MASK_RCNN_MODELS])}); "
+                        "default: the FCOS-MO rows, with --full all of them")
     p.add_argument("opts", nargs=argparse.REMAINDER, default=[],
                    help="KEY VALUE config overrides for every model (part of each run's fingerprint)")
     add_common_arguments(p)
